@@ -1,0 +1,513 @@
+# -*- coding: utf-8 -*-
+# Copyright: sentry_selfhosted.memory contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Read a Linux host's memory state, and compute the figure Relay computes.
+
+This is the collection's one parser of /proc and of cgroup memory files. It
+uses only the standard library, so the same file serves the modules (through
+Ansible's module_utils) and the small programs the roles install on hosts
+(copied beside them), and every path is read below ``root`` so tests can point
+it at a fixture tree.
+
+All sizes are integers of bytes.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+
+# cgroup v1 reports "no limit" as the largest page-aligned signed 64-bit value.
+CGROUP_V1_UNLIMITED = 0x7FFFFFFFFFFFF000
+
+RELAY_READY_PATH = "/api/relay/healthcheck/ready/"
+DEFAULT_COMPOSE_PROJECT = "sentry-self-hosted"
+DEFAULT_RELAY_THRESHOLD = 0.95
+
+
+class MemoryReadError(Exception):
+    """A file that must be readable could not be read or understood."""
+
+
+def _path(root, *parts):
+    return os.path.join(root, *[p.lstrip("/") for p in parts])
+
+
+def _read(root, *parts):
+    path = _path(root, *parts)
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError) as exc:
+        raise MemoryReadError("cannot read %s: %s" % (path, exc))
+
+
+def _read_optional(root, *parts):
+    try:
+        return _read(root, *parts)
+    except MemoryReadError:
+        return None
+
+
+def _key_values(text):
+    """Parse "key value" lines (memory.stat, vmstat) into a dict of ints."""
+    values = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1].lstrip("-").isdigit():
+            values[fields[0]] = int(fields[1])
+    return values
+
+
+# --- /proc -----------------------------------------------------------------
+
+def read_meminfo(root="/"):
+    """/proc/meminfo as a dict of bytes (fields given in kB are converted)."""
+    text = _read(root, "proc/meminfo")
+    info = {}
+    for line in text.splitlines():
+        match = re.match(r"^([^:]+):\s+(\d+)(?:\s+(kB))?", line)
+        if match:
+            value = int(match.group(2))
+            info[match.group(1)] = value * 1024 if match.group(3) else value
+    for required in ("MemTotal", "MemFree"):
+        if required not in info:
+            raise MemoryReadError("%s has no %s line" % (_path(root, "proc/meminfo"), required))
+    return info
+
+
+def read_swaps(root="/"):
+    """Active swap areas from /proc/swaps; sizes in bytes."""
+    text = _read(root, "proc/swaps")
+    areas = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        # Paths with spaces are written as \040 by the kernel.
+        path = fields[0].replace("\\040", " ")
+        areas.append({
+            "path": path,
+            "type": fields[1],
+            "size": int(fields[2]) * 1024,
+            "used": int(fields[3]) * 1024,
+            "priority": int(fields[4]),
+        })
+    return areas
+
+
+def read_vmstat(root="/"):
+    return _key_values(_read(root, "proc/vmstat"))
+
+
+def read_sysctl(name, root="/"):
+    """A numeric sysctl such as ``vm.swappiness``, or None when absent."""
+    text = _read_optional(root, "proc/sys", name.replace(".", "/"))
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+MEMORY_SYSCTLS = (
+    "vm.swappiness",
+    "vm.vfs_cache_pressure",
+    "vm.overcommit_memory",
+    "vm.overcommit_ratio",
+    "vm.min_free_kbytes",
+)
+
+
+def read_memory_sysctls(root="/"):
+    return dict((name, read_sysctl(name, root)) for name in MEMORY_SYSCTLS)
+
+
+def read_pressure(root="/"):
+    """/proc/pressure/memory as {"some": {...}, "full": {...}}, or None without PSI."""
+    text = _read_optional(root, "proc/pressure/memory")
+    if text is None:
+        return None
+    pressure = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        entry = {}
+        for field in fields[1:]:
+            key, value = field.split("=", 1)
+            entry[key] = int(value) if key == "total" else float(value)
+        pressure[fields[0]] = entry
+    return pressure
+
+
+def read_zfs_arc_size(root="/"):
+    """Bytes held by the ZFS ARC (not counted in MemAvailable), or None."""
+    text = _read_optional(root, "proc/spl/kstat/zfs/arcstats")
+    if text is None:
+        return None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == "size":
+            return int(fields[2])
+    return None
+
+
+def read_mounts(root="/"):
+    mounts = []
+    for line in (_read_optional(root, "proc/self/mounts") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.append({"source": fields[0], "target": fields[1].replace("\\040", " "), "fstype": fields[2]})
+    return mounts
+
+
+def cgroup_mode(root="/"):
+    """"v2" (unified), "hybrid" (v1 controllers plus a cgroup2 tree) or "v1"."""
+    mounts = read_mounts(root)
+    at_cgroup_root = [m for m in mounts if m["target"] == "/sys/fs/cgroup"]
+    if any(m["fstype"] == "cgroup2" for m in at_cgroup_root):
+        return "v2"
+    if any(m["fstype"] == "cgroup2" for m in mounts):
+        return "hybrid"
+    if any(m["fstype"] == "cgroup" for m in mounts):
+        return "v1"
+    return "unknown"
+
+
+def memory_cgroup_version(mode):
+    """Which cgroup interface holds the memory controller in this mode."""
+    return 2 if mode == "v2" else 1
+
+
+# --- host figures ----------------------------------------------------------
+
+def host_memory_from_meminfo(meminfo):
+    """The host's RAM figures; ``used`` is MemTotal - MemAvailable as Relay uses."""
+    total = meminfo["MemTotal"]
+    available = meminfo.get("MemAvailable")
+    if available is None:
+        # Kernels before 3.14 have no MemAvailable: approximate as they did.
+        available = meminfo["MemFree"] + meminfo.get("Cached", 0) + meminfo.get("Buffers", 0)
+    used = total - available
+    return {
+        "total": total,
+        "available": available,
+        "free": meminfo["MemFree"],
+        "used": used,
+        "used_percent": round(100.0 * used / total, 2) if total else 0.0,
+        "page_cache": meminfo.get("Cached", 0),
+        "buffers": meminfo.get("Buffers", 0),
+        "anon": meminfo.get("AnonPages", 0),
+        "shmem": meminfo.get("Shmem", 0),
+        "slab_unreclaimable": meminfo.get("SUnreclaim", 0),
+    }
+
+
+def swap_from_meminfo(meminfo):
+    total = meminfo.get("SwapTotal", 0)
+    free = meminfo.get("SwapFree", 0)
+    return {"total": total, "free": free, "used": total - free}
+
+
+class ProcfsBackend:
+    """Host figures read from /proc (always available)."""
+
+    name = "procfs"
+
+    def __init__(self, root="/"):
+        self.root = root
+
+    def meminfo(self):
+        return read_meminfo(self.root)
+
+
+class PsutilBackend:
+    """Host figures through psutil, where it is importable on the host.
+
+    psutil serves the figures it reports exactly as the kernel gives them
+    (total, free, available = MemAvailable, buffers, shared, swap); the
+    details it folds together (page cache, anon, slab) come from the file, so
+    both backends return identical figures for the same /proc.
+    """
+
+    name = "psutil"
+
+    def __init__(self, psutil_module, root="/"):
+        self.psutil = psutil_module
+        self.root = root
+
+    def meminfo(self):
+        info = read_meminfo(self.root)
+        vm = self.psutil.virtual_memory()
+        sw = self.psutil.swap_memory()
+        info.update({
+            "MemTotal": vm.total,
+            "MemFree": vm.free,
+            "MemAvailable": vm.available,
+            "Buffers": vm.buffers,
+            "Shmem": vm.shared,
+            "SwapTotal": sw.total,
+            "SwapFree": sw.free,
+        })
+        return info
+
+
+def choose_backend(name="auto", root="/"):
+    """psutil when asked for or importable (auto), else /proc parsed here."""
+    if name in ("auto", "psutil"):
+        try:
+            import psutil
+        except ImportError:
+            if name == "psutil":
+                raise MemoryReadError("backend psutil was requested but psutil is not importable on this host")
+        else:
+            psutil.PROCFS_PATH = _path(root, "proc")
+            return PsutilBackend(psutil, root)
+    return ProcfsBackend(root)
+
+
+# --- cgroups ---------------------------------------------------------------
+
+def _parse_limit(text):
+    text = (text or "").strip()
+    if not text or text == "max":
+        return None
+    value = int(text)
+    return None if value >= CGROUP_V1_UNLIMITED else value
+
+
+def read_cgroup_memory(cgroup_dir, version):
+    """Memory figures of one cgroup directory (absolute path).
+
+    ``usage`` is what ``docker stats`` shows (usage less inactive file pages);
+    ``anon`` is what Relay counts (``anon`` on v2, ``total_rss`` on v1).
+    """
+    if version == 2:
+        stat = _key_values(_read(cgroup_dir, "memory.stat"))
+        current = int(_read(cgroup_dir, "memory.current").strip())
+        limit = _parse_limit(_read_optional(cgroup_dir, "memory.max"))
+        peak_text = _read_optional(cgroup_dir, "memory.peak")
+        swap_text = _read_optional(cgroup_dir, "memory.swap.current")
+        inactive_file = stat.get("inactive_file", 0)
+        anon = stat.get("anon", 0)
+    else:
+        stat = _key_values(_read(cgroup_dir, "memory.stat"))
+        current = int(_read(cgroup_dir, "memory.usage_in_bytes").strip())
+        limit = _parse_limit(_read_optional(cgroup_dir, "memory.limit_in_bytes"))
+        peak_text = _read_optional(cgroup_dir, "memory.max_usage_in_bytes")
+        memsw = _read_optional(cgroup_dir, "memory.memsw.usage_in_bytes")
+        swap_text = str(max(0, int(memsw) - current)) if memsw and memsw.strip().isdigit() else None
+        inactive_file = stat.get("total_inactive_file", stat.get("inactive_file", 0))
+        anon = stat.get("total_rss", stat.get("rss", 0))
+    return {
+        "current": current,
+        "usage": max(0, current - inactive_file),
+        "anon": anon,
+        "limit": limit,
+        "peak": int(peak_text) if peak_text and peak_text.strip().isdigit() else None,
+        "swap": int(swap_text) if swap_text and swap_text.strip().isdigit() else None,
+    }
+
+
+def cgroup_dir_of_pid(pid, mode, root="/"):
+    """The memory cgroup directory of a process, as seen from ``root``."""
+    text = _read(root, "proc/%d/cgroup" % pid)
+    for line in text.splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if mode == "v2" and hierarchy == "0":
+            return _path(root, "sys/fs/cgroup", path)
+        if mode != "v2" and "memory" in controllers.split(","):
+            return _path(root, "sys/fs/cgroup/memory", path)
+    raise MemoryReadError("process %d has no memory cgroup in %s" % (pid, _path(root, "proc/%d/cgroup" % pid)))
+
+
+# --- Relay's view ----------------------------------------------------------
+
+def parse_version(text):
+    """"24.8.0" -> (24, 8, 0); anything that is not a release -> None."""
+    match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", (text or "").strip())
+    if not match:
+        return None
+    return tuple(int(part or 0) for part in match.groups())
+
+
+def read_env_file(path):
+    """KEY=VALUE lines of a compose .env file (no interpolation), or {} when absent."""
+    values = {}
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except (IOError, OSError):
+        return values
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def checkout_env(project_dir):
+    """The checkout's environment as compose sees it: .env.custom wins over .env."""
+    values = read_env_file(os.path.join(project_dir, ".env"))
+    values.update(read_env_file(os.path.join(project_dir, ".env.custom")))
+    return values
+
+
+def relay_release(env):
+    """Relay's release from RELAY_IMAGE, e.g. (24, 8, 0), or None (nightly, digest, unset)."""
+    image = env.get("RELAY_IMAGE", "")
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return parse_version(tag)
+
+
+def relay_measures(release, mode, relay_limited):
+    """How this Relay release measures memory on this host.
+
+    Returns "host-total-free" (before 24.7.1: MemTotal - MemFree),
+    "host" (MemTotal - MemAvailable of the whole host) or "cgroup" (the relay
+    container's own anon memory against its limit). An unknown release is
+    taken to be a current one.
+    """
+    if release is not None and release < (24, 7, 1):
+        return "host-total-free"
+    old_fork = release is not None and release < (25, 6, 0)
+    if old_fork and mode == "v2" and not relay_limited:
+        return "host"
+    return "cgroup"
+
+
+def relay_view(meminfo, release, mode, relay_cgroup=None, threshold=DEFAULT_RELAY_THRESHOLD, max_bytes=None):
+    """The used/total pair Relay's "system memory" probe computes, and its verdict.
+
+    ``relay_cgroup`` is read_cgroup_memory() of the relay container, or None
+    when it could not be found; then host figures stand in and ``source``
+    says so.
+    """
+    total_ram = meminfo["MemTotal"]
+    limited = bool(relay_cgroup and relay_cgroup["limit"] is not None and relay_cgroup["limit"] <= total_ram)
+    measures = relay_measures(release, mode, limited)
+    if measures == "cgroup" and relay_cgroup is None:
+        measures = "host"
+        source = "host (relay container not found; Relay itself reads its container's cgroup)"
+    else:
+        source = measures
+    if measures == "host-total-free":
+        used, total = total_ram - meminfo["MemFree"], total_ram
+    elif measures == "host":
+        used, total = host_memory_from_meminfo(meminfo)["used"], total_ram
+    else:
+        used = relay_cgroup["anon"]
+        total = min(relay_cgroup["limit"] or total_ram, total_ram)
+    threshold_bytes = int(total * threshold)
+    reject_by_percent = total > 0 and used / float(total) >= threshold
+    reject_by_bytes = max_bytes is not None and used >= max_bytes
+    headroom = threshold_bytes - used
+    if max_bytes is not None:
+        headroom = min(headroom, max_bytes - used)
+    return {
+        "measures": measures,
+        "source": source,
+        "release": ".".join(str(p) for p in release) if release else None,
+        "used": used,
+        "total": total,
+        "used_percent": round(100.0 * used / total, 2) if total else 0.0,
+        "threshold": threshold,
+        "threshold_bytes": threshold_bytes,
+        "max_memory_bytes": max_bytes,
+        "headroom": headroom,
+        "would_reject": bool(reject_by_percent or reject_by_bytes),
+    }
+
+
+# --- compose project containers -------------------------------------------
+
+def list_compose_containers(run, project, docker="docker"):
+    """Running containers of a compose project with their cgroup figures' keys.
+
+    ``run`` takes an argv list and returns (rc, stdout, stderr), so a module
+    passes ``module.run_command`` and a host program passes subprocess. Returns
+    a list of dicts: id, name, service, pid, limit (HostConfig.Memory, 0 = none).
+    """
+    rc, out, err = run([docker, "ps", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=%s" % project])
+    if rc != 0:
+        raise MemoryReadError("docker ps failed: %s" % (err or out).strip())
+    ids = out.split()
+    if not ids:
+        return []
+    rc, out, err = run([docker, "inspect"] + ids)
+    if rc != 0:
+        raise MemoryReadError("docker inspect failed: %s" % (err or out).strip())
+    containers = []
+    for item in json.loads(out):
+        labels = item.get("Config", {}).get("Labels") or {}
+        host_config = item.get("HostConfig") or {}
+        containers.append({
+            "id": item["Id"],
+            "name": item.get("Name", "").lstrip("/"),
+            "service": labels.get("com.docker.compose.service", ""),
+            "pid": item.get("State", {}).get("Pid", 0),
+            "configured_limit": host_config.get("Memory") or None,
+            "cgroupns": host_config.get("CgroupnsMode", ""),
+        })
+    return containers
+
+
+def container_memory(containers, mode, root="/"):
+    """Add each container's cgroup figures to its dict (in place); returns the list."""
+    version = memory_cgroup_version(mode)
+    for container in containers:
+        try:
+            figures = read_cgroup_memory(cgroup_dir_of_pid(container["pid"], mode, root), version)
+        except (MemoryReadError, ValueError) as exc:
+            container["error"] = str(exc)
+            continue
+        container.update(figures)
+    return containers
+
+
+def top_processes(root="/", count=5):
+    """The ``count`` processes with the largest resident set, from /proc/*/status."""
+    found = []
+    for entry in os.listdir(_path(root, "proc")):
+        if not entry.isdigit():
+            continue
+        text = _read_optional(root, "proc", entry, "status")
+        if not text:
+            continue
+        name, rss = None, None
+        for line in text.splitlines():
+            if line.startswith("Name:"):
+                name = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+            elif line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+                break
+        if rss:
+            found.append({"pid": int(entry), "name": name, "rss": rss})
+    found.sort(key=lambda p: p["rss"], reverse=True)
+    return found[:count]
+
+
+# --- sizing rules shared by the report and the roles ------------------------
+
+GIB = 1024 ** 3
+
+
+def recommended_swap_bytes(ram_total):
+    """Swap for a self-hosted Sentry host: half of RAM, at least 2 GiB, at most 16 GiB.
+
+    Half of RAM holds the cold anonymous memory of the ~60 mostly idle
+    consumers (the part that lets Relay's figure fall) without letting a
+    runaway leak thrash for long; upstream's own CI gives 16 GiB hosts 16 GiB.
+    Rounded up to whole GiB.
+    """
+    half = -(-ram_total // 2 // GIB) * GIB
+    return max(2 * GIB, min(16 * GIB, half))

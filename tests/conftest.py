@@ -1,0 +1,25 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Make the checkout importable as ansible_collections.sentry_selfhosted.memory.
+
+Unit tests import the source tree; integration tests and molecule use the
+built and installed copy (see hacking/env).
+"""
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TREE = os.path.join(REPO, ".cache", "pytest-collections")
+_LINK = os.path.join(_TREE, "ansible_collections", "sentry_selfhosted", "memory")
+
+if not os.path.islink(_LINK):
+    os.makedirs(os.path.dirname(_LINK), exist_ok=True)
+    os.symlink(REPO, _LINK)
+if _TREE not in sys.path:
+    sys.path.insert(0, _TREE)
+
+# Real self-hosted files at two releases, beside the project in development
+# checkouts only: tests that use them are skipped where it is absent.
+UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
