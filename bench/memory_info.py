@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # SPDX-License-Identifier: GPL-3.0-or-later
 """How long memory_info takes against ansible.builtin.setup (hardware subset).
 
@@ -47,7 +47,7 @@ def args_file(directory, name, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=15)
     options = parser.parse_args()
     base, module = installed_module()
@@ -65,15 +65,15 @@ def main():
             "ansible -m setup hardware": [ansible, "localhost", "-c", "local", "-m", "ansible.builtin.setup",
                                           "-a", "gather_subset=!all,!min,hardware"],
         }
-        _, out = timed(cases["memory_info"], env)
-        sizes = {"memory_info": len(json.loads(out)), "setup hardware": None}
-        _, out = timed(cases["setup hardware"], env)
-        sizes["setup hardware"] = len(json.loads(out)["ansible_facts"])
+        sizes = {
+            "memory_info": len(json.loads(timed(cases["memory_info"], env)[1])),
+            "setup hardware": len(json.loads(timed(cases["setup hardware"], env)[1])["ansible_facts"]),
+        }
         samples = {name: [] for name in list(cases) + list(adhoc)}
-        for _ in range(options.runs):  # interleaved, so drift hits both alike
+        for dummy in range(options.runs):  # interleaved, so drift hits both alike
             for name, argv in cases.items():
                 samples[name].append(timed(argv, env)[0])
-        for _ in range(max(3, options.runs // 3)):
+        for dummy in range(max(3, options.runs // 3)):
             for name, argv in adhoc.items():
                 samples[name].append(timed(argv, dict(env, ANSIBLE_PYTHON_INTERPRETER=sys.executable))[0])
     medians = {name: statistics.median(values) for name, values in samples.items()}
