@@ -16,6 +16,7 @@ its rounding of the module's figure.
 
 import os
 import re
+import time
 
 import pytest
 
@@ -65,12 +66,19 @@ def parse_size(text):
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
-def docker_stats():
-    """{container id: (usage, limit)} from `docker stats --no-stream`, in bytes (4 significant digits)."""
-    out = docker("stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}\t{{.MemUsage}}").stdout
+def docker_stats(ids):
+    """{container id: (usage, limit)} from `docker stats --no-stream`, in bytes (4 significant digits).
+
+    A container that has only just started can still show "--": ask again.
+    """
+    for _ in range(5):
+        out = docker("stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}\t{{.MemUsage}}", *ids).stdout
+        rows = [line.split("\t") for line in out.splitlines()]
+        if all(re.match(r"^[0-9.]+\s*[A-Za-z]+\s*/\s*[0-9.]+\s*[A-Za-z]+$", mem.strip()) for cid, mem in rows):
+            break
+        time.sleep(1)
     stats = {}
-    for line in out.splitlines():
-        cid, mem = line.split("\t")
+    for cid, mem in rows:
         usage, limit = mem.split("/")
         stats[cid] = (parse_size(usage), parse_size(limit))
     return stats
@@ -101,10 +109,11 @@ def clean(stack):
 
 def measure(stack, run_module, **args):
     """Files before, the module, docker stats, files after: all within a few seconds."""
-    pids = dict((s, c["State"]["Pid"]) for s, c in stack.containers().items())
+    containers = stack.containers()
+    pids = dict((s, c["State"]["Pid"]) for s, c in containers.items())
     before = dict((s, files_of(pid)) for s, pid in pids.items())
     result = run_module(MODULE, dict({"project_dir": stack.dir, "containers": True}, **args))
-    stats = docker_stats()
+    stats = docker_stats([c["Id"] for c in containers.values()])
     after = dict((s, files_of(pid)) for s, pid in pids.items())
     assert not result.get("failed"), result.get("msg")
     return result, stats, before, after
