@@ -63,6 +63,7 @@ UNITS = {"B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
 
 def parse_size(text):
     match = re.match(r"^([0-9.]+)\s*([A-Za-z]+)$", text.strip())
+    assert match, "docker stats printed %r where a size belongs" % text
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
@@ -71,10 +72,12 @@ def docker_stats(ids):
 
     A container that has only just started can still show "--": ask again.
     """
-    for _ in range(5):
+    size = r"[0-9.]+\s*[A-Za-z]+"
+    deadline = time.monotonic() + 10
+    while True:
         out = docker("stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}\t{{.MemUsage}}", *ids).stdout
         rows = [line.split("\t") for line in out.splitlines()]
-        if all(re.match(r"^[0-9.]+\s*[A-Za-z]+\s*/\s*[0-9.]+\s*[A-Za-z]+$", mem.strip()) for cid, mem in rows):
+        if all(re.match(r"^%s\s*/\s*%s$" % (size, size), row[1].strip()) for row in rows) or time.monotonic() > deadline:
             break
         time.sleep(1)
     stats = {}
