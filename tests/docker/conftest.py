@@ -3,9 +3,10 @@
 
 tests/docker/run starts a private Docker engine, sets DOCKER_HOST and
 SENTRY_MEMORY_DOCKER_STAGE=1 and runs these tests. The plain pytest stage
-(`pytest tests`) does not collect them: without that engine they cannot run,
-and the docker stage runs every one of them. Run them through
-tests/docker/run, never against another engine.
+does not collect them (pytest.ini's testpaths leave tests/docker out, and
+`pytest tests` ignores them here): without that engine they cannot run, and
+the docker stage runs every one of them. Run them through tests/docker/run,
+never against another engine.
 """
 
 import json
