@@ -116,3 +116,19 @@ def test_the_project_runs_on_a_user_defined_network(stack):
     assert list(networks) == ["sentry-self-hosted_default"]
     assert docker("network", "inspect", "--format", "{{.Driver}}", "sentry-self-hosted_default").stdout.strip() == "bridge"
     stack.wait_relay_status(200)
+
+
+def test_relay_readiness_follows_the_test_s_flag_through_nginx_s_wget(stack):
+    """The probe older releases need (busybox wget in nginx over the compose network) sees the toggle."""
+    url = "http://relay:3000/api/relay/healthcheck/ready/"
+    wget = ["exec", "-T", "nginx", "wget", "-q", "-O", "/dev/null", "-T", "5", url]
+    try:
+        stack.set_relay_ready(False)
+        assert stack.relay_ready_status() == 503
+        failed = stack.compose(*wget, check=False)
+        assert failed.returncode == 1 and "503" in failed.stderr
+        stack.set_relay_ready(True)
+        assert stack.relay_ready_status() == 200
+        assert stack.compose(*wget, check=False).returncode == 0
+    finally:
+        stack.set_relay_ready(True)
