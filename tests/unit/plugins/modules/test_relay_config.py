@@ -205,8 +205,8 @@ def test_backpressure_is_checked_whatever_the_release():
 
 
 @pytest.mark.parametrize("name, message", [
-    ("invalid.yml", "is not valid YAML"),
-    ("duplicate-health.yml", "has the key health twice"),
+    ("invalid-yaml.txt", "is not valid YAML"),
+    ("duplicate-health.txt", "has the key health twice"),
     ("health-not-mapping.yml", "health set to something that is not a mapping"),
 ])
 def test_bad_files_are_refused(name, message):
@@ -321,8 +321,8 @@ def test_module_env_custom_wins_and_unknown_release_warns(tmp_path):
 
 
 @pytest.mark.parametrize("config, overrides, message", [
-    ("invalid.yml", {}, "is not valid YAML"),
-    ("duplicate-health.yml", {}, "twice"),
+    ("invalid-yaml.txt", {}, "is not valid YAML"),
+    ("duplicate-health.txt", {}, "twice"),
     ("operator-config.yml", dict(max_memory_percent=1.5), "max_memory_percent must be in (0, 1]"),
     ("operator-config.yml", dict(spool_max_backpressure_memory_percent=0.95), "must be below max_memory_percent"),
 ])
