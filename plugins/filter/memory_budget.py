@@ -24,7 +24,7 @@ description:
     within O(ratio) of RAM (and leaves O(reserve_mb) to the OS and Docker).
   - What a service needs is its measured peak plus 20% where O(measured) has
     it, else the minimum of its row in the table. A measured need is never cut
-    down to fit: when the needs do not fit the budget the filter fails, with
+    down to fit; when the needs do not fit the budget the filter fails, with
     the numbers and the options (the errors-only profile, more RAM, or
     O(overcommit)), instead of planning limits that OOM-kill a healthy stack.
   - Whatever the mode, no single service may reach its limit while the others
@@ -79,7 +79,7 @@ options:
     type: dict
   measured:
     description:
-      - The C(containers) list of M(sentry_selfhosted.memory.memory_info):
+      - The C(containers) list of M(sentry_selfhosted.memory.memory_info),
         dicts with C(service), C(current) and C(peak) in bytes. Several
         containers of a service count by their largest figures.
     type: list

@@ -68,9 +68,9 @@ attributes:
     description: Shows the override before and after.
     support: full
 notes:
-  - Flow-style YAML (C(web: {mem_limit: 1g})) on a path the module has to
-    write is refused with a clear error; change that part of the file to block
-    style once.
+  - "Flow-style YAML (for example C(web: {mem_limit: 1g})) on a path the
+    module has to write is refused with a clear error; change that part of the
+    file to block style once."
   - Standard library only on the managed host; the host's Compose CLI is the
     YAML parser that decides.
 """
