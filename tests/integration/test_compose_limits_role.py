@@ -63,7 +63,8 @@ def test_role_writes_then_is_idempotent_and_check_mode_shows_a_diff(tmp_path, an
     rc, data = play(tmp_path, ansible_env, checkout, "--check", "--diff", compose_limits_total_memory_mb=24576)
     assert rc == 0 and data["stats"]["localhost"]["changed"] == 1
     result = task(data, "Merge the limits into docker-compose.override.yml")
-    assert result["diff"][0]["before"] == written and result["diff"][0]["after"] != written
+    diff = result["diff"][0] if isinstance(result["diff"], list) else result["diff"]
+    assert diff["before"] == written and diff["after"] != written and "mem_limit" in diff["after"]
     assert (checkout / OVERRIDE).read_text() == written
     assert not [p for p in checkout.iterdir() if p.name.endswith("~")]
 
