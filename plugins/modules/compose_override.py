@@ -365,6 +365,7 @@ class ComposeOverride:
         self.compose = compose
         self.project_dir = self.params["project_dir"]
         self.path = os.path.join(self.project_dir, OVERRIDE_FILE)
+        self.tmpdir = getattr(module, "tmpdir", None)
         self.notes = []
 
     def fail(self, msg, **extra):
@@ -409,7 +410,7 @@ class ComposeOverride:
         doc.drop_stale()
         if doc.text() == before:
             self.fail("docker compose cannot read the checkout with its override: %s" % first)
-        handle, candidate = tempfile.mkstemp(prefix=".compose-limits-", suffix=".yml", dir=self.project_dir)
+        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
         try:
             with os.fdopen(handle, "w") as out:
                 out.write(doc.text())
@@ -500,21 +501,21 @@ class ComposeOverride:
 
     def validate(self, new_text, old_config, expected):
         """Run compose config on the checkout plus the new text; return the merged result."""
-        handle, candidate = tempfile.mkstemp(prefix=".compose-limits-", suffix=".yml", dir=self.project_dir)
+        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
         try:
             with os.fdopen(handle, "w") as out:
                 out.write(new_text)
             new_config = self.compose.config(files=[os.path.join(self.project_dir, COMPOSE_FILE), candidate])
         except ComposeError as exc:
-            os.unlink(candidate)
             self.fail("the new override is not valid for this checkout; the old file is left in place: %s" % exc)
+        finally:
+            os.unlink(candidate)
         problems = self.check_result(new_config, expected)
         if self.managed_view(new_config, expected) != self.managed_view(old_config, expected):
             problems.append("the merged configuration differs outside the managed keys")
         if problems:
-            os.unlink(candidate)
             self.fail("the merged override does not say what was planned; the old file is left in place: %s" % "; ".join(problems))
-        return candidate, new_config
+        return new_config
 
     @staticmethod
     def changed_services(old_config, new_config, expected):
@@ -555,25 +556,31 @@ class ComposeOverride:
         if new_text == old_text:
             result["notes"] = self.notes
             return result
-        candidate, new_config = self.validate(new_text, old_config, expected)
+        new_config = self.validate(new_text, old_config, expected)
         result["changed"] = True
         result["changed_services"] = self.changed_services(old_config, new_config, expected)
         result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
         if self.module.check_mode:
-            os.unlink(candidate)
             result["notes"] = self.notes
             return result
-        if os.path.exists(self.path):
-            if self.params["backup"]:
-                result["backup_file"] = self.module.backup_local(self.path)
-            os.chmod(candidate, os.stat(self.path).st_mode & 0o7777)
-        else:
-            os.chmod(candidate, 0o644)
-        self.module.atomic_move(candidate, self.path)
+        self.write(new_text, result)
         if self.params["apply"]:
             self.apply(result)
         result["notes"] = self.notes
         return result
+
+    def write(self, new_text, result):
+        """Replace the override atomically (a temporary file beside it), after a backup."""
+        handle, staged = tempfile.mkstemp(prefix=".compose-limits-", suffix=".yml", dir=self.project_dir)
+        with os.fdopen(handle, "w") as out:
+            out.write(new_text)
+        if os.path.exists(self.path):
+            if self.params["backup"]:
+                result["backup_file"] = self.module.backup_local(self.path)
+            os.chmod(staged, os.stat(self.path).st_mode & 0o7777)
+        else:
+            os.chmod(staged, 0o644)
+        self.module.atomic_move(staged, self.path)
 
     def apply(self, result):
         try:
