@@ -54,6 +54,8 @@ options:
     description:
       - Recreate the services whose limits changed (C(docker compose up -d
         --no-deps)), and reload nginx when relay was recreated.
+      - Only with rootful Docker Engine; with podman-docker, snap Docker or
+        rootless Docker the module fails before writing anything.
     type: bool
     default: false
   docker:
@@ -96,6 +98,12 @@ services:
   elements: str
 limit_keys:
   description: Per service, C(mem_limit) or C(deploy) (the key the service uses or will use).
+  returned: always
+  type: dict
+engine:
+  description:
+    - What the docker CLI drives, C(kind) (docker, podman-docker or snap-docker), C(rootless), C(supported) and a C(note).
+    - Only rootful Docker Engine is supported for O(apply).
   returned: always
   type: dict
 compose_version:
@@ -143,6 +151,7 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_co
     OVERRIDE_FILE,
     ComposeError,
     SentryCompose,
+    detect_engine,
     is_selfhosted_checkout,
 )
 
@@ -535,8 +544,14 @@ class ComposeOverride:
             version = self.compose.version()
         except ComposeError as exc:
             self.fail(str(exc))
+        engine = detect_engine(self.compose.docker, self.compose.run)
+        if engine["note"]:
+            self.notes.append(engine["note"])
+        if self.params["apply"] and self.params["plan"] is not None and not engine["supported"]:
+            self.fail("apply is not supported with this engine (%s); nothing was written. Write the limits with apply off "
+                      "and recreate the services yourself." % engine["note"], engine=engine)
         old_config, services = self.read_checkout()
-        result = dict(changed=False, services=services, override=self.path, compose_version=".".join(str(p) for p in version),
+        result = dict(changed=False, services=services, override=self.path, compose_version=".".join(str(p) for p in version), engine=engine,
                       limit_keys=dict((s, self.limit_key(_service_config(old_config, s))) for s in services),
                       changed_services=[], recreated=[], nginx_reloaded=False)
         plan = self.params["plan"]

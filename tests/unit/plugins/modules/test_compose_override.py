@@ -316,3 +316,44 @@ def test_upstream_release_gets_a_valid_override(tmp_path, release):
     assert config["services"]["redis"]["command"][0] == expected_server
     assert not module_run(target, plan)["changed"]
     print(json.dumps({"release": release, "sum_mb": plan["sum_mb"]}))
+
+
+# --- engines ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("version, path, host, kind, rootless", [
+    ("Docker version 28.2.2, build e6534b4", "/usr/bin/docker", "", "docker", False),
+    ("podman version 4.3.1", "/usr/bin/docker", "", "podman-docker", False),
+    ("Docker version 28.1.1, build 4eba377", "/snap/bin/docker", "", "snap-docker", False),
+    ("Docker version 28.2.2, build e6534b4", "/usr/bin/docker", "unix:///run/user/1000/docker.sock", "docker", True),
+])
+def test_detect_engine(tmp_path, version, path, host, kind, rootless):
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import detect_engine
+    (tmp_path / "var" / "run").mkdir(parents=True)
+    (tmp_path / "var" / "run" / "docker.sock").write_text("")
+    engine = detect_engine(path, lambda argv: (0, version + "\n", ""), environ={"DOCKER_HOST": host}, root=str(tmp_path))
+    assert (engine["kind"], engine["rootless"]) == (kind, rootless)
+    assert engine["supported"] == (kind == "docker" and not rootless)
+    assert bool(engine["note"]) != engine["supported"]
+
+
+def test_rootless_seen_from_a_user_socket_without_a_system_one(tmp_path):
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import detect_engine
+    (tmp_path / "run" / "user" / "1000").mkdir(parents=True)
+    (tmp_path / "run" / "user" / "1000" / "docker.sock").write_text("")
+    engine = detect_engine("/usr/bin/docker", lambda argv: (0, "Docker version 28.2.2", ""), environ={}, root=str(tmp_path))
+    assert engine["rootless"] and not engine["supported"]
+
+
+@needs_compose
+def test_apply_on_podman_docker_fails_before_writing(checkout):
+    services = module_run(checkout)["services"]
+
+    def podman(argv):
+        if argv[1:] == ["--version"]:
+            return 0, "podman version 4.3.1\n", ""
+        return run(argv)
+    with pytest.raises(Failed, match="apply is not supported with this engine"):
+        module_run(checkout, budget_plan(services, 16384), runner=podman, apply=True)
+    assert not (checkout / "docker-compose.override.yml").exists()
+    result = module_run(checkout, budget_plan(services, 16384), runner=podman, apply=False)
+    assert result["changed"] and "podman-docker" in result["notes"][0]
