@@ -135,7 +135,7 @@ def test_stale_managed_lines_go_but_operator_children_stay():
             % (MARK, MARK, MARK, MARK))
     doc = co.OverrideText(text)
     doc.drop_stale()
-    assert doc.text() == "services:  \n  web:  %s\n    ports: [\"1:1\"]\n".replace("services:  \n", "services:\n") % MARK
+    assert doc.text() == "services:\n  web:  %s\n    ports: [\"1:1\"]\n" % MARK
 
 
 # --- the module against the real Compose CLI --------------------------------------
