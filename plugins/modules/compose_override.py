@@ -96,6 +96,11 @@ services:
   returned: always
   type: list
   elements: str
+service_profiles:
+  description: The same services as dicts with C(name) and C(profiles), the input the memory_budget filter takes.
+  returned: always
+  type: list
+  elements: dict
 limit_keys:
   description: Per service, C(mem_limit) or C(deploy) (the key the service uses or will use).
   returned: always
@@ -551,7 +556,8 @@ class ComposeOverride:
             self.fail("apply is not supported with this engine (%s); nothing was written. Write the limits with apply off "
                       "and recreate the services yourself." % engine["note"], engine=engine)
         old_config, services = self.read_checkout()
-        result = dict(changed=False, services=services, override=self.path, compose_version=".".join(str(p) for p in version), engine=engine,
+        profiles = [{"name": s, "profiles": list(_service_config(old_config, s).get("profiles") or [])} for s in services]
+        result = dict(changed=False, services=services, service_profiles=profiles, override=self.path, compose_version=".".join(str(p) for p in version), engine=engine,
                       limit_keys=dict((s, self.limit_key(_service_config(old_config, s))) for s in services),
                       changed_services=[], recreated=[], nginx_reloaded=False)
         plan = self.params["plan"]

@@ -79,6 +79,7 @@ def test_check_mode_on_a_fresh_checkout_writes_nothing(tmp_path, ansible_env, ch
     (dict(compose_limits_ratio=1.5), "compose_limits_ratio must be in (0, 1)"),
     (dict(compose_limits_overrides={"worker": 512}), "overrides name services the checkout does not run: worker"),
     (dict(compose_limits_total_memory_mb=8192), "but the budget is 6144 MiB"),
+    (dict(compose_limits_total_memory_mb=8192), "errors-only profile (COMPOSE_PROFILES=errors-only drops 2 services, 704 MiB)"),
     (dict(compose_limits_dir="/nonexistent/sentry"), "is not a self-hosted Sentry checkout"),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, ansible_env, checkout, role_vars, message):
