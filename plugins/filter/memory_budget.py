@@ -21,7 +21,8 @@ author: sentry_selfhosted.memory maintainers (@sentry-selfhosted)
 description:
   - Gives every service a memory limit at or above what it needs, and shares
     the rest of a budget of RAM by weight, so that the sum of the limits stays
-    within O(ratio) of RAM (and leaves O(reserve_mb) to the OS and Docker).
+    within O(ratio) of RAM, and below Relay's threshold once O(reserve_mb)
+    is left to the OS and Docker.
   - What a service needs is its measured peak plus 20% where O(measured) has
     it, else the minimum of its row in the table. A measured need is never cut
     down to fit; when the needs do not fit the budget the filter fails, with
@@ -59,7 +60,7 @@ options:
     type: float
     default: 0.75
   reserve_mb:
-    description: RAM kept for the OS, dockerd and the containerd shims; the budget never eats into it.
+    description: RAM kept for the OS, dockerd and the containerd shims; the budget is at most O(relay_threshold) * RAM less this.
     type: int
     default: 1024
   profiles:
@@ -114,7 +115,7 @@ _value:
   type: dict
   contains:
     total_memory_mb: {description: RAM the plan is for., type: int}
-    budget_mb: {description: "min(ratio * RAM, RAM - reserve).", type: int}
+    budget_mb: {description: "min(ratio * RAM, relay_threshold * RAM - reserve).", type: int}
     sum_mb: {description: Sum of the limits., type: int}
     overcommitted: {description: Whether the sum exceeds the budget (only with O(overcommit))., type: bool}
     headroom_cap_mb:
@@ -262,10 +263,10 @@ def _water_fill(remaining, rooms, weights):
     return extra
 
 
-def _not_fitting(names, needs, rows, budget, total, ratio, reserve, profiles_of):
+def _not_fitting(names, needs, budget, total, ratio, reserve, threshold, profiles_of):
     biggest = sorted(names, key=lambda n: -needs[n])[:6]
     need_sum = sum(needs.values())
-    ram_needed = int(math.ceil(max(need_sum / ratio, need_sum + reserve)))
+    ram_needed = int(math.ceil(max(need_sum / ratio, (need_sum + reserve) / threshold)))
     text = ("The %d services need %d MiB of limits (largest: %s) but the budget is %d MiB "
             "(%d%% of %d MiB RAM, %d MiB kept for the OS). Options: "
             % (len(names), need_sum, ", ".join("%s %d" % (n, needs[n]) for n in biggest), budget, round(ratio * 100), total, reserve))
@@ -310,8 +311,9 @@ def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, 
             raise BudgetError("override for %s must be a positive integer of MiB, not %r" % (name, value))
     seen = _measured_by_service(measured)
 
-    budget = int(min(ratio * total, total - reserve))
     cap_total = int(relay_threshold * total) - reserve
+    # Never more than what keeps the host below Relay's threshold with the OS reserve in use.
+    budget = int(min(ratio * total, cap_total))
     row_of = dict((n, _row(n, rows)) for n in names)
     needs, uses, sources = {}, {}, {}
     for name in names:
@@ -335,7 +337,7 @@ def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, 
     elif overcommit:
         extra = dict((n, 0.0) for n in free)
     else:
-        raise BudgetError(_not_fitting(names, needs, row_of, budget, total, ratio, reserve, profiles_of))
+        raise BudgetError(_not_fitting(names, needs, budget, total, ratio, reserve, relay_threshold, profiles_of))
 
     use_sum = sum(uses.values())
     limits = {}

@@ -36,7 +36,8 @@ def test_extra_room_is_shared_by_weight_up_to_max():
 
 def test_budget_is_also_bounded_by_the_reserve():
     result = mb.plan(["nginx"], 2048, ratio=0.9, reserve_mb=1024)
-    assert result["budget_mb"] == 1024
+    assert result["budget_mb"] == int(0.95 * 2048) - 1024
+    assert mb.plan(["nginx"], 2048, ratio=0.9, reserve_mb=1024, relay_threshold=1.0)["budget_mb"] == 1024
 
 
 def test_minimums_that_do_not_fit_fail_with_numbers_and_options():
@@ -160,7 +161,11 @@ NAMES = st.lists(st.sampled_from(SMALL + ["worker", "taskworker", "symbolicator"
 def test_property_sum_within_budget(names, ram, ratio):
     try:
         result = mb.plan(names, ram, ratio=ratio)
-    except mb.BudgetError:
+    except mb.BudgetError as exc:
+        # refused only when the minimums cannot fit, or the host is smaller than the reserve
+        table = mb._merged_table(None)
+        minimums = sum(mb._row(n, table)["min"] for n in names)
+        assert ram <= 1024 or minimums > int(min(ratio * ram, int(0.95 * ram) - 1024)), str(exc)
         return
     assert result["sum_mb"] <= result["budget_mb"] <= ram * ratio
     for row in result["services"].values():
