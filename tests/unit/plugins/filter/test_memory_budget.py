@@ -198,3 +198,20 @@ def test_property_overrides_exact(names, ram, data):
     for name, value in overrides.items():
         assert result["services"][name]["mem_limit_mb"] == value
     assert result["sum_mb"] <= result["budget_mb"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(NAMES, st.integers(2048, 131072), st.booleans(), st.data())
+def test_property_no_service_can_eat_the_headroom(names, ram, overcommit, data):
+    measured = [{"service": n, "current": data.draw(st.integers(1, 4096)) * MIB, "peak": data.draw(st.integers(1, 6144)) * MIB}
+                for n in data.draw(st.lists(st.sampled_from(names), unique=True))]
+    try:
+        result = mb.plan(names, ram, measured=measured, overcommit=overcommit)
+    except mb.BudgetError:
+        return
+    usual = sum(row["usual_mb"] for row in result["services"].values())
+    for row in result["services"].values():
+        assert row["mem_limit_mb"] + usual - row["usual_mb"] + 1024 <= int(0.95 * ram)
+        assert row["mem_limit_mb"] >= row["need_mb"]
+    if not overcommit:
+        assert result["sum_mb"] <= result["budget_mb"]
