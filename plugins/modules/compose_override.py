@@ -557,7 +557,8 @@ class ComposeOverride:
                       "and recreate the services yourself." % engine["note"], engine=engine)
         old_config, services = self.read_checkout()
         profiles = [{"name": s, "profiles": list(_service_config(old_config, s).get("profiles") or [])} for s in services]
-        result = dict(changed=False, services=services, service_profiles=profiles, override=self.path, compose_version=".".join(str(p) for p in version), engine=engine,
+        result = dict(changed=False, services=services, service_profiles=profiles, override=self.path, engine=engine,
+                      compose_version=".".join(str(p) for p in version),
                       limit_keys=dict((s, self.limit_key(_service_config(old_config, s))) for s in services),
                       changed_services=[], recreated=[], nginx_reloaded=False)
         plan = self.params["plan"]
