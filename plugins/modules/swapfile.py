@@ -39,6 +39,8 @@ options:
   size:
     description:
       - Size of the swapfile, required with O(state=present).
+      - V(auto) applies the collection's one sizing rule for self-hosted Sentry hosts, half of RAM rounded up to a
+        whole GiB, at least 2 GiB and at most 16 GiB (see the C(swap) role's README for why).
       - An integer of bytes, or a string with a unit as util-linux reads them; V(K), V(M), V(G), V(T) and
         V(KiB), V(MiB), V(GiB), V(TiB) are powers of 1024, V(KB), V(MB), V(GB), V(TB) powers of 1000
         (V(512M), V(8G), V(8GiB), V(1.5G)).
@@ -186,6 +188,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import swapfile as sw
 
 
@@ -210,7 +213,10 @@ class SwapfileModule:
             if params["size"] is None:
                 self.module.fail_json(msg="size is required with state=present")
             original = params["size"]
-            params["size"] = sw.check_size(sw.parse_size(original), os.sysconf("SC_PAGE_SIZE"), original)
+            if str(original).strip().lower() == "auto":
+                params["size"] = hm.recommended_swap_bytes(hm.read_meminfo()["MemTotal"])
+            else:
+                params["size"] = sw.check_size(sw.parse_size(original), os.sysconf("SC_PAGE_SIZE"), original)
         params["min_free_disk"] = sw.parse_size(params["min_free_disk"]) if params["min_free_disk"] not in (0, "0") else 0
         if params["priority"] is not None and not -1 <= params["priority"] <= 32767:
             raise sw.SwapfileError("priority must be between -1 and 32767, got %d" % params["priority"])
@@ -226,6 +232,8 @@ class SwapfileModule:
             result = manager.present() if self.module.params["state"] == "present" else manager.absent()
         except sw.SwapfileError as exc:
             self.module.fail_json(msg=exc.msg, **exc.details)
+        except hm.MemoryReadError as exc:
+            self.module.fail_json(msg="cannot read the host's memory state: %s" % exc)
         except (IOError, OSError) as exc:
             self.module.fail_json(msg="%s: %s" % (self.module.params["path"], exc))
         diff = result.pop("diff")
