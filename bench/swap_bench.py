@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark: the swapfile module and the swap role against the dd approach.
 
@@ -8,7 +7,7 @@
    that writes the file with dd the way the most used swap role does, for a
    fresh file and for the idempotent re-run.
 
-Runs are interleaved (A, B, A, B, ...); medians and ratios are printed.
+Runs are interleaved (A B, B A, A B, ...); medians and ratios are printed.
 Everything lives in one directory on the filesystem under test and is
 switched off and removed afterwards; other swap areas are never touched.
 Needs root and swapon rights; run after `. hacking/env`:
@@ -17,6 +16,7 @@ Needs root and swapon rights; run after `. hacking/env`:
 """
 
 import argparse
+import importlib
 import os
 import shutil
 import statistics
@@ -26,7 +26,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-import conftest  # noqa: E402,F401  (makes the source tree importable as the collection)
+# tests/conftest.py makes the source tree importable as the collection.
+importlib.import_module("conftest")
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import swapfile as sw  # noqa: E402
 
@@ -89,7 +90,8 @@ DD_PLAYBOOK = """---
 
 
 def run(argv, timeout=None):
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+                          check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -138,7 +140,7 @@ def dd_step(path, size):
 def playbook(playbook_path):
     started = time.monotonic()
     proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", playbook_path],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         raise SystemExit("ansible-playbook %s failed:\n%s" % (playbook_path, proc.stdout[-3000:]))
@@ -155,7 +157,7 @@ def report(title, a_name, a_times, b_name, b_times):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--dir", default="/var/tmp/sentry-memory-swap-test/bench")
     parser.add_argument("--size", default="2G")
     parser.add_argument("--runs", type=int, default=5)
@@ -172,11 +174,14 @@ def main():
     print("swapfile benchmark: %s on %s (%s), %d interleaved runs per side" % (sw.human(size), directory, fstype, args.runs))
     try:
         module_times, dd_times = [], []
-        for _ in range(args.runs):
-            reset(directory)
-            module_times.append(module_step(path, size, directory))
-            reset(directory)
-            dd_times.append(dd_step(path, size))
+        for run_index in range(args.runs):
+            # A B, B A, A B, ...: neither side always follows the other's writes.
+            for side in (("module", "dd") if run_index % 2 == 0 else ("dd", "module")):
+                reset(directory)
+                if side == "module":
+                    module_times.append(module_step(path, size, directory))
+                else:
+                    dd_times.append(dd_step(path, size))
         reset(directory)
         report("1. create and activate (no Ansible start-up)", "swapfile module step", module_times,
                "dd + mkswap + swapon", dd_times)
@@ -188,8 +193,8 @@ def main():
             handle.write(DD_PLAYBOOK.format(path=path, mib=size // 1024 ** 2, dir=directory))
         fresh = {"role": [], "dd": []}
         again = {"role": [], "dd": []}
-        for _ in range(args.playbook_runs):
-            for name in ("role", "dd"):
+        for run_index in range(args.playbook_runs):
+            for name in (("role", "dd") if run_index % 2 == 0 else ("dd", "role")):
                 reset(directory)
                 fresh[name].append(playbook(os.path.join(directory, name + ".yml")))
                 again[name].append(playbook(os.path.join(directory, name + ".yml")))
