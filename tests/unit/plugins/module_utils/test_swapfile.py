@@ -454,23 +454,41 @@ def test_resize_disk_needs_both_files(tmp_path, host):
     manager(tmp_path, host, size=128 * MIB, free=1 * GIB + 192 * MIB, min_free_disk=1 * GIB).present()
 
 
-def test_swapoff_timeout_restores_the_previous_state(tmp_path, host):
+def test_swapoff_timeout_rolls_back_the_standby(tmp_path, host):
     manager(tmp_path, host).present()
     path = str(tmp_path / "swap" / "swapfile")
     before = snapshot(tmp_path, host)
+    real_run = host.run
+
+    def run(argv, timeout=None):
+        if os.path.basename(argv[0]) == "swapoff" and argv[-1] == path:
+            host.calls.append(["swapoff", path])
+            return 124, "", ""
+        return real_run(argv, timeout)
+    swap = sw.Swapfile(params(tmp_path, size=128 * MIB), run, host.bin_path, root=host.root, page_size=PAGE)
+    swap.statvfs = lambda p: FakeStat(100 * GIB)
+    with pytest.raises(sw.SwapfileError, match="swapoff_timeout=600s.*still active"):
+        swap.present()
+    # The standby was switched off and removed again: the host is as it was.
+    assert snapshot(tmp_path, host) == before
+    assert host.active(path) and os.path.getsize(path) == 64 * MIB
+
+
+def test_an_interrupted_run_is_finished_by_the_next(tmp_path, host):
+    manager(tmp_path, host).present()
+    path = str(tmp_path / "swap" / "swapfile")
+    fstab = (tmp_path / "fstab").read_text()
     host.fail["swapoff"] = (124, "", "")
     with pytest.raises(sw.SwapfileError, match="swapoff_timeout=600s"):
         manager(tmp_path, host, size=128 * MIB).present()
     del host.fail["swapoff"]
-    # The standby could not be switched off by the rollback either (same simulated failure),
-    # so it may remain; the canonical file is untouched and still active.
-    assert host.active(path) and os.path.getsize(path) == 64 * MIB
-    assert snapshot(tmp_path, host)[1] == before[1]
-    # The next run cleans up whatever the interrupted one left.
+    # Every swapoff failed, so the standby stayed active beside the untouched swapfile.
+    assert sorted(a[0] for a in host.areas()) == sorted([path, str(tmp_path / "swap" / ".swapfile.swapstandby")])
+    assert os.path.getsize(path) == 64 * MIB and (tmp_path / "fstab").read_text() == fstab
     result = manager(tmp_path, host).present()
+    assert result["changes"] == ["removed the standby file left by an interrupted run"]
     assert sorted(os.listdir(str(tmp_path / "swap"))) == ["swapfile"]
     assert [a[0] for a in host.areas()] == [path]
-    assert not result["changed"] or all("interrupted" in c for c in result["changes"])
 
 
 def test_leftovers_of_a_crash_are_removed(tmp_path, host):
@@ -660,3 +678,18 @@ def test_disk_space_for_a_new_file(tmp_path, host):
     with pytest.raises(sw.SwapfileError, match="min_free_disk"):
         manager(tmp_path, host, free=1 * GIB + 63 * MIB).present()
     assert os.listdir(str(tmp_path / "swap")) == []
+
+
+def test_fstab_is_replaced_atomically_keeping_its_mode(tmp_path, host):
+    fstab = tmp_path / "fstab"
+    os.chmod(str(fstab), 0o640)
+    manager(tmp_path, host).present()
+    assert os.stat(str(fstab)).st_mode & 0o777 == 0o640
+    assert [name for name in os.listdir(str(tmp_path)) if name.startswith(".fstab.")] == []
+
+
+def test_fstab_false_leaves_the_file_alone(tmp_path, host):
+    before = (tmp_path / "fstab").read_text()
+    result = manager(tmp_path, host, fstab=False).present()
+    assert result["fstab_line"] is None and result["active"]
+    assert (tmp_path / "fstab").read_text() == before
