@@ -170,7 +170,7 @@ def main():
     path = os.path.join(directory, "swapfile")
     if os.listdir(directory):
         raise SystemExit("%s is not empty; give an empty directory" % directory)
-    fstype = sw.mount_of(directory, sw.hm.read_mounts_with_options())["fstype"]
+    fstype = sw.mount_of(directory, sw.hm.read_mounts())["fstype"]
     print("swapfile benchmark: %s on %s (%s), %d interleaved runs per side" % (sw.human(size), directory, fstype, args.runs))
     try:
         module_times, dd_times = [], []

@@ -381,7 +381,7 @@ class Swapfile:
     def filesystem(self):
         """The mount holding the directory, after refusing filesystems that cannot hold swap."""
         directory = os.path.realpath(self.directory)
-        mount = mount_of(directory, hm.read_mounts_with_options(self.root))
+        mount = mount_of(directory, hm.read_mounts(self.root))
         if mount is None:
             raise SwapfileError("cannot tell which filesystem holds %s (no entry in /proc/self/mounts)" % directory)
         fstype = mount["fstype"]
