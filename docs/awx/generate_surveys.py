@@ -13,7 +13,8 @@ AWX does not read meta/argument_specs.yml, so the surveys are generated:
 What a survey cannot carry is left out (set it in the inventory or the job
 template's extra variables instead): dict options and list options without
 choices (an AWX answer is a string; the roles take the variable as it is),
-defaults computed from other variables, and the inventory variable
+defaults computed from other variables (defaults/main.yml gives the
+default a role really uses), and the inventory variable
 sentry_selfhosted_dir. Options marked no_log become password questions.
 
     python docs/awx/generate_surveys.py            # rewrite docs/awx/surveys/
@@ -65,14 +66,16 @@ def answer(value):
     return "" if value is None else str(value)
 
 
-def question(variable, option, required=False):
-    """One AWX survey question for an option, or None when a survey cannot carry it."""
+def question(variable, option, required=False, comma_list=False):
+    """One AWX survey question for an option, or None when a survey cannot carry it.
+
+    comma_list: the variable feeds a module's list option, which splits a comma-separated string."""
     kind = option.get("type", "str")
     default = option.get("default")
     choices = option.get("choices")
     if variable in INVENTORY_ONLY or (isinstance(default, str) and "{{" in default):
         return None
-    if kind == "dict" or (kind == "list" and not choices):
+    if kind == "dict" or (kind == "list" and not choices and not comma_list):
         return None
     item = {
         "question_name": variable,
@@ -86,6 +89,9 @@ def question(variable, option, required=False):
     }
     if option.get("no_log"):
         item.update(type="password", default=answer(default))
+    elif kind == "list" and not choices:
+        item.update(type="text", default=",".join(answer(c) for c in default or []),
+                    question_description=item["question_description"] + " Comma-separated.")
     elif kind == "list":
         item.update(type="multiselect", choices="\n".join(answer(c) for c in choices),
                     default="\n".join(answer(c) for c in default or []))
@@ -114,8 +120,20 @@ def role_names():
 
 
 def role_options(role):
+    """A role's options; the default is the one defaults/main.yml gives (what the role really uses)."""
     with open(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml"), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)["argument_specs"]["main"].get("options") or {}
+        options = yaml.safe_load(handle)["argument_specs"]["main"].get("options") or {}
+    defaults_file = os.path.join(REPO, "roles", role, "defaults", "main.yml")
+    defaults = {}
+    if os.path.exists(defaults_file):
+        with open(defaults_file, encoding="utf-8") as handle:
+            defaults = yaml.safe_load(handle) or {}
+    result = {}
+    for name, option in options.items():
+        result[name] = dict(option)
+        if name in defaults:
+            result[name]["default"] = defaults[name]
+    return result
 
 
 def module_options(module):
@@ -160,7 +178,7 @@ def playbook_survey(playbook, prefix, module):
             option["default"] = yaml.safe_load(default)
         else:
             option.pop("default", None)
-        questions.append(question(variable, option))
+        questions.append(question(variable, option, comma_list=True))
     for variable, option in sorted(PLAY_VARIABLES.items()):
         if variable.startswith(prefix + "_") and re.search(r"\b%s\b" % variable, text):
             questions.append(question(variable, option))

@@ -86,10 +86,14 @@ def test_site_survey_covers_every_role_option_a_survey_can_carry():
     with open(os.path.join(SURVEYS, "site.json")) as handle:
         questions = {q["variable"]: q for q in json.load(handle)["spec"]}
     for role in ROLES:
+        defaults_file = os.path.join(REPO, "roles", role, "defaults", "main.yml")
+        with open(defaults_file) as handle:
+            defaults = yaml.safe_load(handle) or {}
         for name, option in specs(role)["main"]["options"].items():
+            default = defaults.get(name, option.get("default", ""))
             carried = not (name == "sentry_selfhosted_dir" or option["type"] == "dict"
                            or (option["type"] == "list" and not option.get("choices"))
-                           or "{{" in str(option.get("default", "")))
+                           or "{{" in str(default))
             assert (name in questions) == carried, (role, name)
             if carried and option.get("no_log"):
                 assert questions[name]["type"] == "password", name
