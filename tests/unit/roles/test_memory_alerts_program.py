@@ -259,7 +259,7 @@ def test_least_squares_would_be_fooled_by_the_same_spikes():
     points = [(i * 60.0, v) for i, v in enumerate(values)]
     mean_t = sum(p[0] for p in points) / len(points)
     mean_y = sum(p[1] for p in points) / len(points)
-    ols = sum((t - mean_t) * (y - mean_y) for t, y in points) / sum((t - mean_t) ** 2 for t, _ in points)
+    ols = sum((t - mean_t) * (y - mean_y) for t, y in points) / sum((t - mean_t) ** 2 for t, dummy in points)
     assert ols > 100 * 1024
     assert alerts.theil_sen(points)[0] == 0
 
