@@ -406,9 +406,6 @@ def update_alerts(state, alerts, now):
             record_["previous"] = record_["level"]
             record_["level"] = alert["level"]
             record_["since"] = now
-    for key in list(records):
-        if key not in alerts and records[key]["level"] == "ok":
-            del records[key]
 
 
 def due(state, alerts, channel, now, resend_seconds):
@@ -439,10 +436,16 @@ def mark_sent(state, notifications, channel, now):
 
 
 def forget_resolved(state):
+    """Drop a gone container's record once every channel has heard it resolved.
+
+    evaluate() keeps a record's container alive (as ok) until then, so a
+    resolution that could not be sent is retried like any other.
+    """
     records = state.get("alerts", {})
     for key in list(records):
         record_ = records[key]
-        if record_["level"] == "ok" and all(s["level"] == "ok" for s in record_["sent"].values()) and key.startswith("container:"):
+        told_ok = all(sent["level"] == "ok" for sent in record_["sent"].values())
+        if key.startswith("container:") and record_["level"] == "ok" and told_ok:
             del records[key]
 
 

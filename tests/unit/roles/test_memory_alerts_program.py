@@ -655,3 +655,24 @@ def test_median_and_theil_sen_basics():
     slope, intercept = alerts.theil_sen([(0, 1), (1, 3), (2, 5)])
     assert (slope, intercept) == (2, 1)
     assert not math.isnan(slope)
+
+
+def test_gone_container_resolution_is_retried_until_sent_then_forgotten(tmp_path):
+    config = make_config(tmp_path)
+    state = {"alerts": {}}
+    kafka = {"name": "k", "service": "kafka", "usage": int(1.95 * GIB), "limit": 2 * GIB}
+
+    def step(now, containers, delivered):
+        previous = dict((k, v["level"]) for k, v in state["alerts"].items())
+        evaluated = evaluate_used(config, GIB, containers=containers, previous=previous)
+        alerts.update_alerts(state, evaluated, now)
+        due = [d for d in alerts.due(state, evaluated, "webhook", now, 0) if d["key"].startswith("container:")]
+        if delivered:
+            alerts.mark_sent(state, due, "webhook", now)
+        return [(d["key"], d["level"]) for d in due]
+
+    assert step(0.0, [kafka], True) == [("container:k", "warning")]
+    assert step(60.0, [], False) == [("container:k", "ok")]  # the webhook was down
+    assert step(120.0, [], True) == [("container:k", "ok")]  # sent now
+    assert "container:k" not in state["alerts"]
+    assert step(180.0, [], True) == []
