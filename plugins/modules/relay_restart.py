@@ -18,9 +18,9 @@ description:
   - Runs C(docker compose restart) of O(services) in the self-hosted checkout,
     with the same C(--env-file)s as upstream's scripts.
   - After Relay restarts on a release whose nginx does not follow Relay by
-    itself (24.x: no C(depends_on.relay.restart) in the checkout's compose
-    file), runs C(nginx -s reload) in the nginx container, because nginx
-    resolves Relay's address only when it starts.
+    itself (24.x, where the checkout's compose file has no
+    C(depends_on.relay.restart)), runs C(nginx -s reload) in the nginx
+    container, because nginx resolves Relay's address only when it starts.
   - Then probes Relay's readiness (C(/api/relay/healthcheck/ready/)) until it
     answers ready or O(timeout) passes; with C(relay healthcheck --mode ready)
     inside the relay container from Relay 25.8.0 on, else from the nginx
@@ -68,9 +68,8 @@ attributes:
 notes:
   - Needs the C(docker) CLI with Compose v2 on the host.
   - Fails when Relay is not ready by O(timeout); the services were restarted.
-seealso:
-  - role: sentry_selfhosted.memory.restart_timer
-    description: The same action on a schedule, or only when memory or readiness says so.
+  - The role C(sentry_selfhosted.memory.restart_timer) runs the same action on a
+    schedule, or only when memory or readiness says so.
 """
 
 EXAMPLES = r"""

@@ -41,7 +41,7 @@ def docker(monkeypatch, tmp_path):
         fail = None
         calls = []
 
-        def __call__(self, module, argv, **kwargs):
+        def answer(self, argv):
             words = argv[1:]
             if "--project-directory" in words:
                 words = words[words.index("--project-directory") + 2:]
@@ -61,7 +61,11 @@ def docker(monkeypatch, tmp_path):
 
     fake = Docker()
     fake.calls = []
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda module, argv, **kw: fake(module, argv, **kw))
+
+    def run_command(module, argv, **kwargs):
+        return fake.answer(argv)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda module, name, required=False, opt_dirs=None: "/usr/bin/docker")
 
     def exit_json(module, **result):
@@ -174,4 +178,3 @@ def test_lock_held_by_another_restart(checkout, docker, tmp_path):
     assert done.kind == "fail"
     assert "another restart holds" in done.result["msg"]
     assert docker.calls == []
-
