@@ -144,13 +144,14 @@ def nginx_follows_relay(config):
 def readiness_argv(release):
     """The command (service, argv) that asks Relay whether it is ready.
 
-    Relay 25.8.0 and later carry ``relay healthcheck`` (the mode is passed:
-    its default changed between releases). Older images have no client, so
+    Relay 25.8.0 and later carry ``/bin/relay healthcheck`` (the mode is
+    passed: its default changed between releases; the image is distroless,
+    with no curl or wget). Older images have no client, so
     nginx's busybox wget asks relay over the compose network; it exits
     non-zero on the 503 an unready Relay answers.
     """
     if release is not None and tuple(release) >= RELAY_HEALTHCHECK_CLI_SINCE:
-        return "relay", ["relay", "healthcheck", "--mode", "ready"]
+        return "relay", ["/bin/relay", "healthcheck", "--mode", "ready"]
     return "nginx", ["wget", "-q", "-O", "/dev/null", "-T", "5", RELAY_READY_URL]
 
 

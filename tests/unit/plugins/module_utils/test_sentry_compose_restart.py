@@ -86,14 +86,14 @@ def test_nginx_follows_relay_on_upstream_checkouts(release, follows):
 @pytest.mark.parametrize("release, service, first", [
     ((24, 8, 0), "nginx", "wget"),
     ((25, 6, 0), "nginx", "wget"),
-    ((25, 8, 0), "relay", "relay"),
-    ((26, 8, 0), "relay", "relay"),
+    ((25, 8, 0), "relay", "/bin/relay"),
+    ((26, 8, 0), "relay", "/bin/relay"),
     (None, "nginx", "wget"),
 ])
 def test_readiness_argv_per_release(release, service, first):
     got_service, argv = sc.readiness_argv(release)
     assert (got_service, argv[0]) == (service, first)
-    if first == "relay":
+    if first == "/bin/relay":
         assert argv[1:] == ["healthcheck", "--mode", "ready"]
     else:
         assert sc.RELAY_READY_URL in argv
@@ -117,7 +117,7 @@ def test_plan_25_leaves_nginx_to_compose(checkout):
     steps = rr.plan(["relay"], rr.running_services())
     assert [rr.describe(s) for s in steps] == ["restart relay", "wait for relay ready"]
     rr.execute(steps, timeout=10)
-    assert docker.calls[-1] == "exec -T relay relay healthcheck --mode ready"
+    assert docker.calls[-1] == "exec -T relay /bin/relay healthcheck --mode ready"
 
 
 def test_plan_without_reload_or_wait(checkout):

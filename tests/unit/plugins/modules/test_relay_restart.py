@@ -107,7 +107,7 @@ def test_26_uses_relay_cli_and_no_reload(checkout, docker):
     docker.config = CONFIG_26
     done = run_module({"project_dir": str(checkout)})
     assert done.result["actions"] == ["restart relay", "wait for relay ready"]
-    assert actions(docker.calls)[-1] == "exec -T relay relay healthcheck --mode ready"
+    assert actions(docker.calls)[-1] == "exec -T relay /bin/relay healthcheck --mode ready"
 
 
 def test_check_mode_reports_and_does_nothing(checkout, docker):
