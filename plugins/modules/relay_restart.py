@@ -22,7 +22,7 @@ description:
     C(depends_on.relay.restart)), runs C(nginx -s reload) in the nginx
     container, because nginx resolves Relay's address only when it starts.
   - Then probes Relay's readiness (C(/api/relay/healthcheck/ready/)) until it
-    answers ready or O(timeout) passes; with C(relay healthcheck --mode ready)
+    answers ready or O(timeout) passes; with C(/bin/relay healthcheck --mode ready)
     inside the relay container from Relay 25.8.0 on, else from the nginx
     container over the compose network.
   - Restarts only services that are running; C(docker compose restart) would
