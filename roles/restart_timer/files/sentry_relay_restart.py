@@ -59,7 +59,11 @@ def log(priority, message):
 
 
 def run(argv):
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    except OSError as exc:
+        # No docker CLI on the unit's PATH (snap Docker, for one): a clear line, not a traceback.
+        return 127, "", "cannot run %s: %s" % (argv[0], exc)
     out, err = proc.communicate()
     return proc.returncode, out, err
 

@@ -243,3 +243,11 @@ def test_full_stack_restarts_every_running_service(host):
     # nginx restarts with the rest: no reload needed.
     assert compose_actions(host.calls())[:1] == ["compose restart web relay nginx"]
     assert not any("nginx -s reload" in c for c in host.calls())
+
+
+def test_missing_docker_cli_fails_with_a_clear_line(host, capsys):
+    host_tree(host.root, relay_anon=GIB)
+    assert host.run(modes=["always"], docker=str(host.dir / "no-such-docker")) == 1
+    out = capsys.readouterr().out
+    assert "<3>restart failed:" in out
+    assert "cannot run" in out and "no-such-docker" in out
