@@ -89,8 +89,9 @@ def memory_recommendations(result):
         advice.append("vm.swappiness is %d: cold memory stays in RAM and swap cannot help Relay; use 30-60 (swap role)." % swappiness)
     unlimited = sorted(c["service"] for c in result["containers"] if c.get("limit") is None and "error" not in c)
     if unlimited:
-        advice.append("%d services have no memory limit (%s): apply the compose_limits role." % (
-            len(unlimited), ", ".join(unlimited[:8]) + (", ..." if len(unlimited) > 8 else "")))
+        advice.append("%d %s no memory limit (%s): apply the compose_limits role." % (
+            len(unlimited), "service has" if len(unlimited) == 1 else "services have",
+            ", ".join(unlimited[:8]) + (", ..." if len(unlimited) > 8 else "")))
     if relay["max_memory_bytes"] is not None:
         by_percent = relay["threshold_bytes"]
         first = "max_memory_bytes" if relay["max_memory_bytes"] < by_percent else "max_memory_percent"

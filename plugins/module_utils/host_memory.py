@@ -157,11 +157,13 @@ def read_zfs_arc_size(root="/"):
 
 
 def read_mounts(root="/"):
+    """/proc/self/mounts: source, target, fstype and the option string (e.g. "rw,compress=zstd:3")."""
     mounts = []
     for line in (_read_optional(root, "proc/self/mounts") or "").splitlines():
         fields = line.split()
-        if len(fields) >= 3:
-            mounts.append({"source": fields[0], "target": fields[1].replace("\\040", " "), "fstype": fields[2]})
+        if len(fields) >= 4:
+            mounts.append({"source": fields[0], "target": fields[1].replace("\\040", " "), "fstype": fields[2],
+                           "options": fields[3]})
     return mounts
 
 
@@ -511,3 +513,4 @@ def recommended_swap_bytes(ram_total):
     """
     half = -(-ram_total // 2 // GIB) * GIB
     return max(2 * GIB, min(16 * GIB, half))
+

@@ -314,3 +314,39 @@ class RelayRestart:
                 self.log("relay %s after %d probe(s): %s" % ("ready" if ready else "NOT ready", attempts, detail))
             done.append(self.describe(step))
         return done, ready
+
+
+# --- engine detection (added for compose_limits) ----------------------------
+# Supported: Docker Engine run by root, driven by the `docker` CLI with the
+# Compose v2 plugin. Recognised and reported, not supported for restarts:
+# podman-docker (`docker` is podman; `docker compose` hands over to an external
+# compose provider), snap Docker (its CLI lives under /snap/bin, which a systemd
+# unit's PATH lacks), rootless Docker (the daemon belongs to a user; root's CLI
+# would talk to another daemon or none).
+
+def detect_engine(docker_path, run, environ=None, root="/"):
+    """What engine a docker CLI drives: a dict with kind, rootless, supported and a note."""
+    environ = os.environ if environ is None else environ
+    real = os.path.realpath(docker_path)
+    rc, out, err = run([docker_path, "--version"])
+    text = (out or err or "").strip()
+    if "podman" in text.lower():
+        kind = "podman-docker"
+    elif real.startswith("/snap/") or docker_path.startswith("/snap/"):
+        kind = "snap-docker"
+    else:
+        kind = "docker"
+    host = environ.get("DOCKER_HOST", "")
+    system_socket = os.path.exists(os.path.join(root, "var/run/docker.sock")) or os.path.exists(os.path.join(root, "run/docker.sock"))
+    user_sockets = os.path.isdir(os.path.join(root, "run/user")) and any(
+        os.path.exists(os.path.join(root, "run/user", uid, "docker.sock")) for uid in os.listdir(os.path.join(root, "run/user")))
+    rootless = bool(re.match(r"^unix:///run/user/\d+/", host)) or (not system_socket and user_sockets)
+    notes = {
+        "podman-docker": "podman-docker: `docker compose` runs an external compose provider; not supported for recreating services",
+        "snap-docker": "snap Docker: its CLI is under /snap/bin, not on a systemd unit's PATH; not supported for recreating services",
+    }
+    note = notes.get(kind, "")
+    if rootless:
+        note = (note + "; " if note else "") + "rootless Docker: the daemon belongs to a user; not supported for recreating services"
+    return {"kind": kind, "rootless": rootless, "cli": real, "version": text if rc == 0 else None,
+            "supported": kind == "docker" and not rootless, "note": note}

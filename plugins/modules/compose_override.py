@@ -1,0 +1,648 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: sentry_selfhosted.memory contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: compose_override
+short_description: Memory limits of a self-hosted Sentry checkout in its docker-compose.override.yml
+version_added: 0.1.0
+author:
+  - sentry_selfhosted.memory maintainers (@sentry-selfhosted)
+description:
+  - Without O(plan), reads the checkout as the host's Docker Compose v2 resolves
+    it (C(.env), C(.env.custom), profiles, the existing override) and returns
+    its services and the limit key each one already uses.
+  - With O(plan) (a result of the P(sentry_selfhosted.memory.memory_budget#filter)
+    filter), writes each service's memory limit, C(memswap_limit), reservation,
+    the environment that must follow the limit (C(KAFKA_HEAP_OPTS),
+    C(MAX_MEMORY_USAGE_RATIO)) and Redis' C(--maxmemory) into
+    C(docker-compose.override.yml).
+  - The merge edits text, line by line, and touches only the lines it manages
+    (each carries the comment C(# sentry_selfhosted.memory)) or the one line of
+    a key it takes over; every other byte of the operator's file, comments
+    included, stays as it was. Lines it wrote for services the checkout no
+    longer has are removed, so an upgrade that drops a service does not leave
+    an override that breaks every compose command.
+  - Writes the key the service already uses, C(mem_limit) or
+    C(deploy.resources.limits.memory), never both.
+  - Before the file is replaced, C(docker compose config) validates the
+    checkout with the new override, and the merged result is compared with the
+    old one, so that only the managed keys differ; otherwise the task fails and
+    the old file stays.
+options:
+  project_dir:
+    description: The self-hosted checkout.
+    type: path
+    default: /opt/sentry
+  plan:
+    description:
+      - A result of the memory_budget filter. Every service of the active
+        profiles must be in it, and no other.
+      - When not given, nothing is written.
+    type: dict
+  backup:
+    description: Keep a timestamped copy of the override when it changes.
+    type: bool
+    default: true
+  apply:
+    description:
+      - Recreate the services whose limits changed (C(docker compose up -d
+        --no-deps)), and reload nginx when relay was recreated.
+      - Only with rootful Docker Engine; with podman-docker, snap Docker or
+        rootless Docker the module fails before writing anything.
+    type: bool
+    default: false
+  docker:
+    description: The Docker CLI (Compose v2 runs as its C(compose) plugin).
+    type: str
+    default: docker
+attributes:
+  check_mode:
+    description: Validates and reports what would change; writes and restarts nothing.
+    support: full
+  diff_mode:
+    description: Shows the override before and after.
+    support: full
+notes:
+  - "Flow-style YAML (for example C(web: {mem_limit: 1g})) on a path the
+    module has to write is refused with a clear error; change that part of the
+    file to block style once."
+  - Standard library only on the managed host; the host's Compose CLI is the
+    YAML parser that decides.
+"""
+
+EXAMPLES = r"""
+- name: Read the checkout
+  sentry_selfhosted.memory.compose_override:
+    project_dir: /opt/sentry
+  register: checkout
+
+- name: Write the limits and recreate what changed
+  sentry_selfhosted.memory.compose_override:
+    project_dir: /opt/sentry
+    plan: "{{ checkout.services | sentry_selfhosted.memory.memory_budget(total_memory_mb=16384, overcommit=true) }}"
+    apply: true
+"""
+
+RETURN = r"""
+services:
+  description: Services of the active profiles, in compose's order.
+  returned: always
+  type: list
+  elements: str
+service_profiles:
+  description: The same services as dicts with C(name) and C(profiles), the input the memory_budget filter takes.
+  returned: always
+  type: list
+  elements: dict
+limit_keys:
+  description: Per service, C(mem_limit) or C(deploy) (the key the service uses or will use).
+  returned: always
+  type: dict
+engine:
+  description:
+    - What the docker CLI drives, C(kind) (docker, podman-docker or snap-docker), C(rootless), C(supported) and a C(note).
+    - Only rootful Docker Engine is supported for O(apply).
+  returned: always
+  type: dict
+compose_version:
+  description: The host's Compose version.
+  returned: always
+  type: str
+override:
+  description: Path of the override file.
+  returned: always
+  type: str
+backup_file:
+  description: The copy of the old override, when one was made.
+  returned: when changed and a backup was made
+  type: str
+changed_services:
+  description: Services whose managed values change.
+  returned: always
+  type: list
+  elements: str
+recreated:
+  description: Services recreated (O(apply)).
+  returned: always
+  type: list
+  elements: str
+nginx_reloaded:
+  description: Whether nginx was reloaded after relay was recreated.
+  returned: always
+  type: bool
+notes:
+  description: What was left alone and why.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import json
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import (
+    COMPOSE_FILE,
+    OVERRIDE_FILE,
+    ComposeError,
+    SentryCompose,
+    detect_engine,
+    is_selfhosted_checkout,
+)
+
+MARK = "# sentry_selfhosted.memory"
+MIB = 1024 * 1024
+KEY_LINE = re.compile(r"""^(?P<indent> *)(?P<q>["']?)(?P<key>[A-Za-z0-9_.<-]+)(?P=q) *:(?P<rest>(?: .*)?)$""")
+ITEM_LINE = re.compile(r"""^(?P<indent> *)- +(?P<q>["']?)(?P<key>[A-Za-z0-9_]+)=""")
+
+
+class EditError(Exception):
+    """The override cannot be merged safely as text."""
+
+
+class Line:
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+
+def _content(text):
+    stripped = text.strip()
+    return bool(stripped) and not stripped.startswith("#") and stripped != "---"
+
+
+def _indent(text):
+    return len(text) - len(text.lstrip(" "))
+
+
+def _inline_value(rest):
+    """The value after ``key:`` without a trailing comment ('' for a block)."""
+    value = rest.strip()
+    if value.startswith("#"):
+        return ""
+    if value.startswith("&") and " " not in value:
+        return ""  # an anchor on a block mapping
+    return value
+
+
+class OverrideText:
+    """The override as lines; sets managed keys and drops stale managed lines."""
+
+    def __init__(self, text):
+        self.trailing_newline = text.endswith("\n") or not text
+        self.lines = [Line(t) for t in text.splitlines()]
+        self.touched = set()
+        self.unit = self._indent_unit()
+
+    def _indent_unit(self):
+        for line in self.lines:
+            if _content(line.text) and _indent(line.text) > 0:
+                return _indent(line.text)
+        return 2
+
+    def text(self):
+        body = "\n".join(line.text for line in self.lines)
+        return body + "\n" if body and self.trailing_newline else body
+
+    def _block_end(self, start, parent_indent):
+        """Index after the last content line of the block under line ``start``.
+
+        A sequence may sit at its key's own indent (``environment:`` then
+        ``- A=1`` below it, unindented): such items belong to the block.
+        """
+        end = start + 1
+        for index in range(start + 1, len(self.lines)):
+            text = self.lines[index].text
+            if not _content(text):
+                continue
+            same_level_item = _indent(text) == parent_indent and text.lstrip().startswith("- ")
+            if _indent(text) <= parent_indent and not same_level_item:
+                break
+            end = index + 1
+        return end
+
+    def _children(self, start, end):
+        """(index, match) of the direct children of the block [start+1, end)."""
+        child_indent = None
+        found = []
+        for index in range(start + 1, end):
+            text = self.lines[index].text
+            if not _content(text):
+                continue
+            if child_indent is None:
+                child_indent = _indent(text)
+            if _indent(text) == child_indent:
+                found.append((index, text))
+        return child_indent, found
+
+    def _find_key(self, start, end, key):
+        child_indent, children = self._children(start, end)
+        for index, text in children:
+            match = KEY_LINE.match(text)
+            if match and match.group("key") == key:
+                return index, match
+        return None, child_indent
+
+    def _root(self):
+        """A virtual parent covering the whole document: (start=-1, end, indent=-1)."""
+        return -1, len(self.lines), -1
+
+    def _insert(self, at, texts):
+        new = [Line(t) for t in texts]
+        self.lines[at:at] = new
+        for line in new:
+            self.touched.add(id(line))
+
+    def find(self, path):
+        """The line of the key at ``path``, or None."""
+        start, end, indent = self._root()
+        line = None
+        for key in path:
+            index, found = self._find_key(start, end, key)
+            if index is None:
+                return None
+            line = self.lines[index]
+            start, indent = index, len(found.group("indent"))
+            end = self._block_end(start, indent)
+        return line
+
+    def set_value(self, path, value):
+        """Set the scalar at ``path`` (keys from the top) to ``value`` (YAML text)."""
+        start, end, indent = self._root()
+        for depth, key in enumerate(path):
+            leaf = depth == len(path) - 1
+            index, found = self._find_key(start, end, key)
+            if index is None:
+                child_indent = found if found is not None else (0 if indent < 0 else indent + self.unit)
+                texts = []
+                for offset, rest_key in enumerate(path[depth:]):
+                    pad = " " * (child_indent + offset * self.unit)
+                    if offset == len(path) - depth - 1:
+                        texts.append("%s%s: %s  %s" % (pad, rest_key, value, MARK))
+                    else:
+                        texts.append("%s%s:  %s" % (pad, rest_key, MARK))
+                self._insert(end, texts)
+                return
+            match = found
+            line = self.lines[index]
+            if leaf:
+                wanted = "%s%s: %s  %s" % (match.group("indent"), key, value, MARK)
+                if line.text != wanted:
+                    line.text = wanted
+                self.touched.add(id(line))
+                return
+            if _inline_value(match.group("rest")):
+                raise EditError("%s at line %d is written in flow style (%s); write it as a block to let the limits be merged"
+                                % (".".join(path[:depth + 1]), index + 1, line.text.strip()))
+            self.touched.add(id(line))
+            start, indent = index, len(match.group("indent"))
+            end = self._block_end(start, indent)
+
+    def set_env(self, service_path, name, value):
+        """Set one environment variable of a service, in the style the block already uses."""
+        start, end, indent = self._root()
+        for key in service_path + ["environment"]:
+            index, found = self._find_key(start, end, key)
+            if index is None:
+                self.set_value(service_path + ["environment", name], json.dumps(value))
+                return
+            if _inline_value(found.group("rest")):
+                raise EditError("%s at line %d is written in flow style; write it as a block to let the limits be merged"
+                                % (".".join(service_path + [key]), index + 1))
+            start, indent = index, len(found.group("indent"))
+            end = self._block_end(start, indent)
+        child_indent, children = self._children(start, end)
+        if not children or not children[0][1].lstrip().startswith("- "):
+            self.set_value(service_path + ["environment", name], json.dumps(value))
+            return
+        wanted = "%s- %s  %s" % (" " * child_indent, json.dumps("%s=%s" % (name, value)), MARK)
+        for index, text in children:
+            match = ITEM_LINE.match(text)
+            if match and match.group("key") == name:
+                self.lines[index].text = wanted
+                self.touched.add(id(self.lines[index]))
+                return
+        self._insert(end, [wanted])
+        self.touched.add(id(self.lines[start]))
+
+    def drop_stale(self):
+        """Remove managed lines this run did not set, once they hold no other line."""
+        while True:
+            for index in range(len(self.lines) - 1, -1, -1):
+                line = self.lines[index]
+                if id(line) in self.touched or not line.text.rstrip().endswith(MARK):
+                    continue
+                if self._block_end(index, _indent(line.text)) > index + 1:
+                    continue  # the operator put something under it
+                del self.lines[index]
+                break
+            else:
+                return
+
+
+def _service_config(config, name):
+    return (config.get("services") or {}).get(name) or {}
+
+
+def _deploy_memory(service, kind):
+    return (((service.get("deploy") or {}).get("resources") or {}).get(kind) or {}).get("memory")
+
+
+def _strip_maxmemory(command):
+    out, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+            continue
+        if word == "--maxmemory":
+            skip = True
+            continue
+        out.append(word)
+    return out
+
+
+class ComposeOverride:
+    def __init__(self, module, compose):
+        self.module = module
+        self.params = module.params
+        self.compose = compose
+        self.project_dir = self.params["project_dir"]
+        self.path = os.path.join(self.project_dir, OVERRIDE_FILE)
+        self.tmpdir = getattr(module, "tmpdir", None)
+        self.notes = []
+
+    def fail(self, msg, **extra):
+        self.module.fail_json(msg=msg, notes=self.notes, **extra)
+
+    def read_text(self):
+        if not os.path.exists(self.path):
+            return ""
+        with open(self.path) as handle:
+            return handle.read()
+
+    @staticmethod
+    def limit_key(service):
+        """The key a service already uses: deploy when it has a deploy memory limit and no mem_limit."""
+        return "deploy" if _deploy_memory(service, "limits") is not None and service.get("mem_limit") is None else "mem_limit"
+
+    @staticmethod
+    def redis_command(old_config):
+        """redis' command as compose has it, without a --maxmemory of ours."""
+        redis = _service_config(old_config, "redis")
+        command = redis.get("command")
+        if isinstance(command, str):
+            command = command.split()
+        if not command:
+            # 24.8's redis has no command: the image's own (redis-server, or valkey-server for valkey images).
+            command = ["valkey-server" if "valkey" in (redis.get("image") or "") else "redis-server"]
+        return _strip_maxmemory(command)
+
+    def read_checkout(self):
+        """The merged config and the active services.
+
+        When the override breaks compose and lines the collection wrote are
+        the cause (an upgrade dropped a service they name), the checkout is
+        read without those lines, which this run then rewrites.
+        """
+        try:
+            return self.compose.config(), self.compose.services()
+        except ComposeError as exc:
+            first = exc
+        doc = OverrideText(self.read_text())
+        before = doc.text()
+        doc.drop_stale()
+        if doc.text() == before:
+            self.fail("docker compose cannot read the checkout with its override: %s" % first)
+        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(doc.text())
+            files = [os.path.join(self.project_dir, COMPOSE_FILE), candidate]
+            config, services = self.compose.config(files=files), self.compose.services(files=files)
+        except ComposeError:
+            self.fail("docker compose cannot read the checkout with its override, even without the collection's lines: %s" % first)
+        finally:
+            if os.path.exists(candidate):
+                os.unlink(candidate)
+        self.notes.append("the override did not work with this checkout (%s); the collection's own lines are rewritten" % first)
+        return config, services
+
+    def render(self, old_text, old_config, plan):
+        """The new override text, and the managed values per service for the checks."""
+        doc = OverrideText(old_text)
+        expected = {}
+        maxmemory = plan.get("redis_maxmemory_mb")
+        for name, row in plan["services"].items():
+            service = _service_config(old_config, name)
+            key = self.limit_key(service)
+            base = ["services", name]
+            want = {"limit": row["mem_limit_mb"] * MIB, "memswap": row["memswap_limit_mb"] * MIB,
+                    "reservation": row["mem_reservation_mb"] * MIB if row.get("mem_reservation_mb") else None, "key": key}
+            if key == "deploy":
+                doc.set_value(base + ["deploy", "resources", "limits", "memory"], "%dM" % row["mem_limit_mb"])
+                if want["reservation"]:
+                    doc.set_value(base + ["deploy", "resources", "reservations", "memory"], "%dM" % row["mem_reservation_mb"])
+            else:
+                doc.set_value(base + ["mem_limit"], "%dm" % row["mem_limit_mb"])
+                if want["reservation"]:
+                    doc.set_value(base + ["mem_reservation"], "%dm" % row["mem_reservation_mb"])
+            doc.set_value(base + ["memswap_limit"], "%dm" % row["memswap_limit_mb"])
+            env = dict((plan.get("environment") or {}).get(name) or {})
+            for var in sorted(env):
+                doc.set_env(base, var, env[var])
+            want["environment"] = env
+            if name == "redis" and maxmemory:
+                own = doc.find(base + ["command"])
+                if own is not None and not own.text.rstrip().endswith(MARK):
+                    self.notes.append("redis: the override sets its own command; maxmemory is left to the operator")
+                else:
+                    command = self.redis_command(old_config) + ["--maxmemory", "%dmb" % maxmemory]
+                    doc.set_value(base + ["command"], json.dumps(command))
+                    want["command"] = command
+            expected[name] = want
+        doc.drop_stale()
+        return doc.text(), expected
+
+    @staticmethod
+    def managed_view(config, expected):
+        """The merged config with the managed keys taken out, for the 'nothing else changed' check."""
+        view = json.loads(json.dumps(config))
+        for name, want in expected.items():
+            service = (view.get("services") or {}).get(name)
+            if service is None:
+                continue
+            for key in ("mem_limit", "memswap_limit", "mem_reservation"):
+                service.pop(key, None)
+            resources = (service.get("deploy") or {}).get("resources") or {}
+            for kind in ("limits", "reservations"):
+                (resources.get(kind) or {}).pop("memory", None)
+            for var in want.get("environment", {}):
+                (service.get("environment") or {}).pop(var, None)
+            if "command" in want:
+                service.pop("command", None)
+        return _pruned(view)
+
+    def check_result(self, new_config, expected):
+        problems = []
+        for name, want in expected.items():
+            service = _service_config(new_config, name)
+            limit = _deploy_memory(service, "limits") if want["key"] == "deploy" else service.get("mem_limit")
+            if limit is None or int(limit) != want["limit"]:
+                problems.append("%s: limit %s, wanted %s" % (name, limit, want["limit"]))
+            if int(service.get("memswap_limit") or 0) != want["memswap"]:
+                problems.append("%s: memswap_limit %s, wanted %s" % (name, service.get("memswap_limit"), want["memswap"]))
+            if want["reservation"]:
+                got = _deploy_memory(service, "reservations") if want["key"] == "deploy" else service.get("mem_reservation")
+                if got is None or int(got) != want["reservation"]:
+                    problems.append("%s: reservation %s, wanted %s" % (name, got, want["reservation"]))
+            for var, value in want["environment"].items():
+                if (service.get("environment") or {}).get(var) != value:
+                    problems.append("%s: %s is %r, wanted %r" % (name, var, (service.get("environment") or {}).get(var), value))
+            if "command" in want and service.get("command") != want["command"]:
+                problems.append("%s: command %s, wanted %s" % (name, service.get("command"), want["command"]))
+        return problems
+
+    def validate(self, new_text, old_config, expected):
+        """Run compose config on the checkout plus the new text; return the merged result."""
+        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(new_text)
+            new_config = self.compose.config(files=[os.path.join(self.project_dir, COMPOSE_FILE), candidate])
+        except ComposeError as exc:
+            self.fail("the new override is not valid for this checkout; the old file is left in place: %s" % exc)
+        finally:
+            os.unlink(candidate)
+        problems = self.check_result(new_config, expected)
+        if self.managed_view(new_config, expected) != self.managed_view(old_config, expected):
+            problems.append("the merged configuration differs outside the managed keys")
+        if problems:
+            self.fail("the merged override does not say what was planned; the old file is left in place: %s" % "; ".join(problems))
+        return new_config
+
+    @staticmethod
+    def changed_services(old_config, new_config, expected):
+        changed = []
+        for name, want in expected.items():
+            old, new = _service_config(old_config, name), _service_config(new_config, name)
+            keys = ("mem_limit", "memswap_limit", "mem_reservation", "command")
+            if any(old.get(k) != new.get(k) for k in keys) or old.get("deploy") != new.get("deploy") or \
+                    any((old.get("environment") or {}).get(v) != (new.get("environment") or {}).get(v) for v in want["environment"]):
+                changed.append(name)
+        return changed
+
+    def run(self):
+        if not is_selfhosted_checkout(self.project_dir):
+            self.fail("%s is not a self-hosted Sentry checkout (it needs %s, .env and relay/)" % (self.project_dir, COMPOSE_FILE))
+        try:
+            version = self.compose.version()
+        except ComposeError as exc:
+            self.fail(str(exc))
+        engine = detect_engine(self.compose.docker, self.compose.run)
+        if engine["note"]:
+            self.notes.append(engine["note"])
+        if self.params["apply"] and self.params["plan"] is not None and not engine["supported"]:
+            self.fail("apply is not supported with this engine (%s); nothing was written. Write the limits with apply off "
+                      "and recreate the services yourself." % engine["note"], engine=engine)
+        old_config, services = self.read_checkout()
+        profiles = [{"name": s, "profiles": list(_service_config(old_config, s).get("profiles") or [])} for s in services]
+        result = dict(changed=False, services=services, service_profiles=profiles, override=self.path, engine=engine,
+                      compose_version=".".join(str(p) for p in version),
+                      limit_keys=dict((s, self.limit_key(_service_config(old_config, s))) for s in services),
+                      changed_services=[], recreated=[], nginx_reloaded=False)
+        plan = self.params["plan"]
+        if plan is None:
+            result["notes"] = self.notes
+            return result
+        planned = set((plan.get("services") or {}))
+        missing, unknown = [s for s in services if s not in planned], sorted(planned - set(services))
+        if missing or unknown:
+            self.fail("the plan does not match the checkout's services (missing: %s; not in the checkout: %s)"
+                      % (", ".join(missing) or "none", ", ".join(unknown) or "none"))
+        old_text = self.read_text()
+        try:
+            new_text, expected = self.render(old_text, old_config, plan)
+        except EditError as exc:
+            self.fail("%s: %s" % (self.path, exc))
+        if new_text == old_text:
+            result["notes"] = self.notes
+            return result
+        new_config = self.validate(new_text, old_config, expected)
+        result["changed"] = True
+        result["changed_services"] = self.changed_services(old_config, new_config, expected)
+        result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
+        if self.module.check_mode:
+            result["notes"] = self.notes
+            return result
+        self.write(new_text, result)
+        if self.params["apply"]:
+            self.apply(result)
+        result["notes"] = self.notes
+        return result
+
+    def write(self, new_text, result):
+        """Replace the override atomically (a temporary file beside it), after a backup."""
+        handle, staged = tempfile.mkstemp(prefix=".compose-limits-", suffix=".yml", dir=self.project_dir)
+        with os.fdopen(handle, "w") as out:
+            out.write(new_text)
+        if os.path.exists(self.path):
+            if self.params["backup"]:
+                result["backup_file"] = self.module.backup_local(self.path)
+            os.chmod(staged, os.stat(self.path).st_mode & 0o7777)
+        else:
+            os.chmod(staged, 0o644)
+        self.module.atomic_move(staged, self.path)
+
+    def apply(self, result):
+        try:
+            self.compose.up_no_deps(result["changed_services"])
+            result["recreated"] = list(result["changed_services"])
+            if "relay" in result["recreated"] and "nginx" in result["services"]:
+                self.compose.reload_nginx()
+                result["nginx_reloaded"] = True
+        except ComposeError as exc:
+            self.fail("the override was written but recreating the services failed: %s" % exc, **result)
+
+
+def _pruned(value):
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = _pruned(item)
+            if item not in ({}, None):
+                out[key] = item
+        return out
+    if isinstance(value, list):
+        return [_pruned(item) for item in value]
+    return value
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            project_dir=dict(type="path", default="/opt/sentry"),
+            plan=dict(type="dict"),
+            backup=dict(type="bool", default=True),
+            apply=dict(type="bool", default=False),
+            docker=dict(type="str", default="docker"),
+        ),
+        supports_check_mode=True,
+    )
+    docker = module.get_bin_path(module.params["docker"], required=True)
+    compose = SentryCompose(module.params["project_dir"], module.run_command, docker)
+    module.exit_json(**ComposeOverride(module, compose).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,535 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: sentry_selfhosted.memory contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: relay_config
+short_description: Set Relay's health and spool thresholds in a self-hosted Sentry checkout
+version_added: 0.1.0
+author:
+  - sentry_selfhosted.memory maintainers (@sentry-selfhosted)
+description:
+  - Sets C(health.max_memory_percent), optionally C(health.max_memory_bytes) and
+    C(health.refresh_interval_ms), and the envelope spool (C(spool.envelopes.*))
+    in O(project_dir)/relay/config.yml.
+  - Edits the file in place, value by value. Every other key, every comment, the
+    order and the formatting outside the managed values stay byte-for-byte as
+    they were. A missing key is inserted into its existing section; a missing
+    section is appended at the end of the file.
+  - Knows the Relay release from C(RELAY_IMAGE) in the checkout's C(.env) and
+    C(.env.custom) and writes only the spool keys that release reads.
+    Releases before 24.11.2 read C(spool.envelopes.max_memory_size); later ones
+    read C(spool.envelopes.max_backpressure_memory_percent) instead. An unknown
+    release (no tag, C(nightly), a digest) gets the newest schema and a warning.
+  - When C(relay/config.yml) is missing it is created from C(relay/config.example.yml),
+    as the self-hosted installer does.
+  - Every input is checked before anything is written; a file that is not valid
+    YAML, or that Relay itself would refuse (a duplicate key), is left untouched.
+options:
+  project_dir:
+    description:
+      - The self-hosted checkout (holding C(docker-compose.yml), C(.env) and C(relay/)).
+    type: path
+    required: true
+  max_memory_percent:
+    description:
+      - C(health.max_memory_percent), a fraction in (0, 1].
+      - Relay answers every envelope with HTTP 503 while its memory figure is at or above it.
+    type: float
+    required: true
+  max_memory_bytes:
+    description:
+      - C(health.max_memory_bytes) in bytes. Not managed when omitted.
+    type: int
+  refresh_interval_ms:
+    description:
+      - C(health.refresh_interval_ms). Not managed when omitted.
+    type: int
+  spool_path:
+    description:
+      - C(spool.envelopes.path), the SQLite file of the disk spool as seen inside
+        the relay container. Relay creates its parent directories.
+      - When omitted, no spool key is managed (Relay then buffers in memory only).
+    type: str
+  spool_max_disk_size:
+    description:
+      - C(spool.envelopes.max_disk_size) in bytes. Only written together with O(spool_path).
+    type: int
+  spool_max_backpressure_memory_percent:
+    description:
+      - C(spool.envelopes.max_backpressure_memory_percent), a fraction in (0, 1]
+        below O(max_memory_percent). Only written for Relay 24.11.2 and later,
+        and only together with O(spool_path).
+    type: float
+  spool_max_memory_size:
+    description:
+      - C(spool.envelopes.max_memory_size) in bytes, the in-memory part of the
+        spool before it spills to disk. Only written for Relay before 24.11.2,
+        and only together with O(spool_path).
+    type: int
+  backup:
+    description:
+      - Keep a timestamped copy of the previous file beside it when the file changes.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Reports what would change and writes nothing.
+    support: full
+  diff_mode:
+    description: Shows the change of C(relay/config.yml) as a text diff.
+    support: full
+requirements:
+  - PyYAML on the managed host (Debian/Ubuntu C(python3-yaml)).
+notes:
+  - Relay ignores keys it does not know, so a key of another release is harmless,
+    but it does nothing; this module never writes one.
+  - Relay refuses a config file with a duplicate key; so does this module.
+"""
+
+EXAMPLES = r"""
+- name: Keep Relay's memory check meaningful and buffer bursts on disk
+  sentry_selfhosted.memory.relay_config:
+    project_dir: /opt/sentry
+    max_memory_percent: 0.95
+    spool_path: /work/spool/envelopes.db
+    spool_max_disk_size: 2147483648
+    spool_max_backpressure_memory_percent: 0.8
+    spool_max_memory_size: 67108864
+  register: relay_config
+"""
+
+RETURN = r"""
+path:
+  description: The file managed.
+  returned: always
+  type: str
+  sample: /opt/sentry/relay/config.yml
+release:
+  description: Relay's release from C(RELAY_IMAGE), or null when unknown.
+  returned: always
+  type: str
+  sample: 24.8.0
+schema:
+  description: Which spool keys were used, C(legacy) (before 24.11.2) or C(current).
+  returned: always
+  type: str
+  sample: current
+settings:
+  description: The managed keys (dotted) and the values now wanted for them.
+  returned: always
+  type: dict
+  sample: {health.max_memory_percent: 0.95, spool.envelopes.path: /work/spool/envelopes.db}
+changed_keys:
+  description: The dotted keys whose value was (or in check mode would be) written.
+  returned: always
+  type: list
+  elements: str
+created:
+  description: Whether the file was (or would be) created from C(config.example.yml).
+  returned: always
+  type: bool
+backup_file:
+  description: The copy of the previous file, when one was made.
+  returned: when changed and O(backup) is true and the file existed
+  type: str
+"""
+
+import json
+import os
+import re
+import tempfile
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose
+
+try:
+    import yaml
+except ImportError:
+    yaml = None
+    YAML_IMPORT_ERROR = traceback.format_exc()
+else:
+    YAML_IMPORT_ERROR = None
+
+# Relay 24.11.2 removed spool.envelopes.{min_connections,max_connections,unspool_interval,
+# max_memory_size} with the old disk spooler (getsentry/relay#4303).
+CURRENT_SPOOL_SINCE = (24, 11, 2)
+
+
+class RelayConfigError(Exception):
+    """Input or file content that must not be written."""
+
+
+def wanted_settings(params, release):
+    """The dotted keys this release understands, with their wanted values, after validation."""
+    percent = params["max_memory_percent"]
+    if percent is None or not 0 < percent <= 1:
+        raise RelayConfigError("max_memory_percent must be in (0, 1] (a fraction, 0.95 = 95%%), got %s" % percent)
+    backpressure = params.get("spool_max_backpressure_memory_percent")
+    if backpressure is not None:
+        if not 0 < backpressure <= 1:
+            raise RelayConfigError("spool_max_backpressure_memory_percent must be in (0, 1], got %s" % backpressure)
+        if backpressure >= percent:
+            raise RelayConfigError(
+                "spool_max_backpressure_memory_percent (%s) must be below max_memory_percent (%s): "
+                "Relay's docs warn that otherwise the two flip-flop" % (backpressure, percent))
+    for name in ("max_memory_bytes", "refresh_interval_ms", "spool_max_disk_size", "spool_max_memory_size"):
+        value = params.get(name)
+        if value is not None and value <= 0:
+            raise RelayConfigError("%s must be a positive integer, got %s" % (name, value))
+    spool_path = params.get("spool_path")
+    if spool_path is not None:
+        if not spool_path.startswith("/") or re.search(r"[\x00-\x1f\x7f]", spool_path) or spool_path.endswith("/"):
+            raise RelayConfigError("spool_path must be an absolute file path inside the relay container, got %r" % spool_path)
+
+    legacy = release is not None and release < CURRENT_SPOOL_SINCE
+    settings = [("health.max_memory_percent", float(percent))]
+    if params.get("max_memory_bytes") is not None:
+        settings.append(("health.max_memory_bytes", params["max_memory_bytes"]))
+    if params.get("refresh_interval_ms") is not None:
+        settings.append(("health.refresh_interval_ms", params["refresh_interval_ms"]))
+    if spool_path is not None:
+        settings.append(("spool.envelopes.path", spool_path))
+        if params.get("spool_max_disk_size") is not None:
+            settings.append(("spool.envelopes.max_disk_size", params["spool_max_disk_size"]))
+        if legacy and params.get("spool_max_memory_size") is not None:
+            settings.append(("spool.envelopes.max_memory_size", params["spool_max_memory_size"]))
+        if not legacy and backpressure is not None:
+            settings.append(("spool.envelopes.max_backpressure_memory_percent", float(backpressure)))
+    return ("legacy" if legacy else "current"), settings
+
+
+def nest(settings):
+    """[("a.b", 1), ("a.c", 2)] -> {"a": {"b": 1, "c": 2}}, keeping the order."""
+    tree = {}
+    for dotted, value in settings:
+        parts = dotted.split(".")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def render_scalar(value):
+    """A YAML scalar Relay reads back as the same value (JSON strings are YAML double-quoted scalars)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)
+
+
+def render_block(tree, indent, newline):
+    """Block-style lines for a nested dict, each ending with ``newline``."""
+    lines = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            lines.append("%s%s:%s" % (indent, key, newline))
+            lines.append(render_block(value, indent + "  ", newline))
+        else:
+            lines.append("%s%s: %s%s" % (indent, key, render_scalar(value), newline))
+    return "".join(lines)
+
+
+class YamlEditor:
+    """Surgical edits of a YAML text: only the spans of managed values change."""
+
+    def __init__(self, text):
+        self.text = text
+        self.newline = "\r\n" if "\r\n" in text else "\n"
+        try:
+            self.data = yaml.safe_load(text)
+            self.root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            raise RelayConfigError("is not valid YAML: %s" % exc)
+        if self.data is None:
+            self.data = {}
+        if not isinstance(self.data, dict) or (self.root is not None and not isinstance(self.root, yaml.MappingNode)):
+            raise RelayConfigError("is not a YAML mapping at the top level")
+        self._check_duplicates(self.root, [])
+        self.edits = []
+        self.changed = []
+
+    def _check_duplicates(self, node, path):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:
+                    raise RelayConfigError("has the key %s twice (line %d); Relay refuses such a file"
+                                           % (".".join(path + [key]), key_node.start_mark.line + 1))
+                seen.add(key)
+                self._check_duplicates(value_node, path + [key])
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                self._check_duplicates(item, path)
+
+    @staticmethod
+    def _lookup(node, key):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return key_node, value_node
+        return None, None
+
+    def _line_start(self, index):
+        return self.text.rfind("\n", 0, index) + 1
+
+    def apply(self, tree):
+        if self.root is None:
+            # An empty (or comment-only) file: append everything.
+            self._append_at_end(tree)
+        else:
+            self._ensure(self.root, self.data, tree, [])
+        text = self.text
+        for start, end, replacement in sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True):
+            text = text[:start] + replacement + text[end:]
+        return text
+
+    def _append_at_end(self, tree):
+        prefix = ""
+        if self.text and not self.text.endswith("\n"):
+            prefix = self.newline
+        self.edits.append((len(self.text), len(self.text), prefix + render_block(tree, "", self.newline)))
+        self.changed.extend(self._dotted(tree, []))
+
+    def _dotted(self, tree, path):
+        keys = []
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                keys.extend(self._dotted(value, path + [key]))
+            else:
+                keys.append(".".join(path + [key]))
+        return keys
+
+    def _ensure(self, node, data, tree, path):
+        missing = {}
+        for key, want in tree.items():
+            key_node, value_node = self._lookup(node, key)
+            dotted = ".".join(path + [key])
+            if value_node is None:
+                missing[key] = want
+            elif isinstance(want, dict):
+                if isinstance(value_node, yaml.MappingNode):
+                    self._ensure(value_node, data[key], want, path + [key])
+                elif isinstance(value_node, yaml.ScalarNode) and data.get(key) is None:
+                    # "health:" with nothing (or null) under it: put the block there.
+                    indent = " " * (key_node.start_mark.column + 2)
+                    block = render_block(want, indent, self.newline)
+                    start = value_node.start_mark.index
+                    while start > key_node.end_mark.index + 1 and self.text[start - 1] in " \t":
+                        start -= 1
+                    self.edits.append((start, value_node.end_mark.index, self.newline + block[:-len(self.newline)]))
+                    self.changed.extend(self._dotted(want, path + [key]))
+                else:
+                    raise RelayConfigError("has %s set to something that is not a mapping (line %d)"
+                                           % (dotted, value_node.start_mark.line + 1))
+            else:
+                if not isinstance(value_node, yaml.ScalarNode):
+                    raise RelayConfigError("has %s set to a mapping or list (line %d), not a value"
+                                           % (dotted, value_node.start_mark.line + 1))
+                current = data.get(key)
+                if not self._same(current, want):
+                    self.edits.append((value_node.start_mark.index, value_node.end_mark.index, render_scalar(want)))
+                    self.changed.append(dotted)
+        if not missing:
+            return
+        if not path:
+            self._append_at_end(missing)
+            return
+        if node.flow_style:
+            # {a: 1}: add the keys right after the brace.
+            items = ", ".join("%s: %s" % (k, self._flow(v)) for k, v in missing.items())
+            self.edits.append((node.start_mark.index + 1, node.start_mark.index + 1, items + ", "))
+        else:
+            first_key = node.value[0][0]
+            indent = " " * first_key.start_mark.column
+            line_start = self._line_start(first_key.start_mark.index)
+            if self.text[line_start:first_key.start_mark.index].strip():
+                raise RelayConfigError("has %s in a layout this module does not edit (line %d)"
+                                       % (".".join(path), first_key.start_mark.line + 1))
+            self.edits.append((line_start, line_start, render_block(missing, indent, self.newline)))
+        self.changed.extend(self._dotted(missing, path))
+
+    def _flow(self, value):
+        if isinstance(value, dict):
+            return "{%s}" % ", ".join("%s: %s" % (k, self._flow(v)) for k, v in value.items())
+        return render_scalar(value)
+
+    @staticmethod
+    def _same(current, want):
+        if isinstance(want, float) and isinstance(current, (int, float)) and not isinstance(current, bool):
+            return float(current) == want
+        return type(current) is type(want) and current == want
+
+
+def get_dotted(data, dotted):
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def strip_dotted(data, dotted_keys):
+    """A deep copy of data without the given dotted keys, and without mappings left empty by that."""
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return node
+        result = {}
+        for key, value in node.items():
+            dotted = ".".join(path + [str(key)])
+            if dotted in dotted_keys:
+                continue
+            value = walk(value, path + [str(key)])
+            if (value is None or value == {}) and any(k.startswith(dotted + ".") for k in dotted_keys):
+                continue
+            result[key] = value
+        return result
+    return walk(data, [])
+
+
+def edit_config_text(text, settings):
+    """The new text of a relay config and the dotted keys that changed; raises RelayConfigError.
+
+    The result is proven before it is returned: it parses, every managed key
+    has its wanted value, and everything else parses exactly as before.
+    """
+    editor = YamlEditor(text)
+    new_text = editor.apply(nest(settings))
+    if new_text == text:
+        return text, []
+    try:
+        new_data = yaml.safe_load(new_text) or {}
+    except yaml.YAMLError as exc:
+        raise RelayConfigError("would not be valid YAML after the edit (%s); nothing was written" % exc)
+    dotted = [key for key, dummy in settings]
+    for key, want in settings:
+        if not YamlEditor._same(get_dotted(new_data, key), want):
+            raise RelayConfigError("edit of %s did not read back as %r; nothing was written" % (key, want))
+    if strip_dotted(new_data, dotted) != strip_dotted(editor.data, dotted):
+        raise RelayConfigError("the edit would change keys it does not manage; nothing was written")
+    return new_text, editor.changed
+
+
+class RelayConfig:
+    """Reads the checkout, decides the keys and writes relay/config.yml."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.project_dir = self.params["project_dir"]
+        self.path = os.path.join(self.project_dir, "relay", "config.yml")
+        self.example = os.path.join(self.project_dir, "relay", "config.example.yml")
+
+    def fail(self, msg):
+        self.module.fail_json(msg=msg, path=self.path)
+
+    def read(self, path):
+        try:
+            with open(path, "rb") as handle:
+                return handle.read().decode("utf-8")
+        except UnicodeDecodeError:
+            self.fail("%s is not UTF-8 text; nothing was written" % path)
+        except (IOError, OSError) as exc:
+            self.fail("cannot read %s: %s" % (path, exc))
+
+    def run(self):
+        if not os.path.isdir(self.project_dir) or not sentry_compose.is_selfhosted_checkout(self.project_dir):
+            self.fail("%s is not a self-hosted Sentry checkout (docker-compose.yml, .env and relay/ are needed); "
+                      "set sentry_selfhosted_dir" % self.project_dir)
+        release = hm.relay_release(hm.checkout_env(self.project_dir))
+        if release is None:
+            self.module.warn("the Relay release is unknown (no version tag in RELAY_IMAGE of %s/.env or .env.custom): "
+                             "the newest config schema is used" % self.project_dir)
+        try:
+            schema, settings = wanted_settings(self.params, release)
+        except RelayConfigError as exc:
+            self.fail(str(exc))
+
+        created = not os.path.exists(self.path)
+        source = self.example if created else self.path
+        if created and not os.path.isfile(self.example):
+            self.fail("neither %s nor %s exists; run the self-hosted installer first" % (self.path, self.example))
+        before = self.read(source)
+        try:
+            after, changed_keys = edit_config_text(before, settings)
+        except RelayConfigError as exc:
+            self.fail("%s %s" % (source, exc))
+
+        changed = created or after != before
+        result = {
+            "changed": changed,
+            "path": self.path,
+            "release": ".".join(str(p) for p in release) if release else None,
+            "schema": schema,
+            "settings": dict(settings),
+            "changed_keys": changed_keys,
+            "created": created,
+        }
+        if self.module._diff:
+            result["diff"] = {
+                "before": "" if created else before,
+                "after": after,
+                "before_header": "/dev/null" if created else self.path,
+                "after_header": self.path,
+            }
+        if changed and not self.module.check_mode:
+            if not created and self.params["backup"]:
+                result["backup_file"] = self.module.backup_local(self.path)
+            self.write(after, created)
+        return result
+
+    def write(self, text, created):
+        directory = os.path.dirname(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=".config.yml.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(to_bytes(text))
+            if created:
+                # Relay reads the file through a read-only bind mount as its own
+                # non-root user: it must be world-readable, as the installer's cp leaves it.
+                os.chmod(tmp, 0o644)
+            self.module.atomic_move(tmp, self.path)
+        except Exception as exc:  # pylint: disable=broad-except
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            self.fail("cannot write %s: %s" % (self.path, to_native(exc)))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            project_dir=dict(type="path", required=True),
+            max_memory_percent=dict(type="float", required=True),
+            max_memory_bytes=dict(type="int"),
+            refresh_interval_ms=dict(type="int"),
+            spool_path=dict(type="str"),
+            spool_max_disk_size=dict(type="int"),
+            spool_max_backpressure_memory_percent=dict(type="float"),
+            spool_max_memory_size=dict(type="int"),
+            backup=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    if yaml is None:
+        module.fail_json(msg=missing_required_lib("PyYAML (Debian/Ubuntu package python3-yaml)"),
+                         exception=YAML_IMPORT_ERROR)
+    module.exit_json(**RelayConfig(module).run())
+
+
+if __name__ == "__main__":
+    main()

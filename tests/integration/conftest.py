@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Integration tests run the built and installed collection through real Ansible."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+
+
+def tool(name):
+    """An ansible CLI of the interpreter running the tests (its venv)."""
+    return os.path.join(BIN, name)
+
+
+@pytest.fixture(scope="session")
+def installed_collection(tmp_path_factory):
+    """Build the tarball and install it into an empty collections path."""
+    work = tmp_path_factory.mktemp("collection")
+    subprocess.run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(work), REPO],
+                   check=True, capture_output=True)
+    tarball = next(p for p in work.iterdir() if p.name.endswith(".tar.gz"))
+    path = work / "collections"
+    subprocess.run([tool("ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", str(path), str(tarball)],
+                   check=True, capture_output=True)
+    installed = path / "ansible_collections" / "sentry_selfhosted" / "memory"
+    assert (installed / "MANIFEST.json").exists()
+    return installed
+
+
+@pytest.fixture(scope="session")
+def ansible_env(installed_collection):
+    """Environment in which only the installed copy (plus the bundled collections) is visible."""
+    site = [p for p in sys.path if p.endswith("site-packages")][0]
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": "%s:%s" % (installed_collection.parents[2], site),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "json",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_SHOW_CUSTOM_STATS": "1",
+    })
+    return env
+
+
+@pytest.fixture
+def run_module(ansible_env):
+    """Run one module on localhost with `ansible` and return its result."""
+    def run(name, args):
+        proc = subprocess.run(
+            [tool("ansible"), "localhost", "-c", "local", "-m", name, "-a", json.dumps(args)],
+            env=ansible_env, capture_output=True, text=True, check=False)
+        data = json.loads(proc.stdout)
+        return data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run

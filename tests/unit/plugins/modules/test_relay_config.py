@@ -1,0 +1,360 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""relay_config: the text edit of relay/config.yml and the module around it.
+
+The edit is checked on upstream's own config.example.yml (24.8.0 and 26.8.0,
+when ../shared/upstream is present) and on the project's operator fixtures:
+the managed keys read back as wanted, every line outside them is unchanged,
+and a second run changes nothing. The module itself runs as Ansible runs it
+(a subprocess with an arguments file) against checkout trees in tmp_path.
+"""
+
+import difflib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.modules import relay_config as rc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+FIXTURES = os.path.join(REPO, "tests", "unit", "fixtures", "relay")
+UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
+MODULE = os.path.join(REPO, "plugins", "modules", "relay_config.py")
+COLLECTIONS_TREE = os.path.join(REPO, ".cache", "pytest-collections")
+
+PARAMS = dict(
+    max_memory_percent=0.95,
+    max_memory_bytes=None,
+    refresh_interval_ms=None,
+    spool_path="/work/spool/envelopes.db",
+    spool_max_disk_size=2147483648,
+    spool_max_backpressure_memory_percent=0.8,
+    spool_max_memory_size=67108864,
+)
+MANAGED_NAMES = ("max_memory_percent", "max_memory_bytes", "refresh_interval_ms", "path",
+                 "max_disk_size", "max_backpressure_memory_percent", "max_memory_size")
+PARENTS = ("health", "spool", "envelopes")
+
+# "+crlf": the same file with Windows line endings (made here: the repository keeps LF only).
+OPERATOR_FILES = ["operator-config.yml", "operator-flow.yml", "operator-null-sections.yml", "operator-null-sections.yml+crlf"]
+UPSTREAM_RELEASES = ["24.8.0", "26.8.0"]
+
+
+def read(path):
+    with open(path, newline="") as handle:
+        return handle.read()
+
+
+def upstream_example(release):
+    path = os.path.join(UPSTREAM, release, "relay", "config.example.yml")
+    if not os.path.isdir(UPSTREAM):
+        pytest.skip("../shared/upstream is not present in this checkout")
+    return read(path)
+
+
+def settings_for(release, **overrides):
+    params = dict(PARAMS, **overrides)
+    return rc.wanted_settings(params, release)
+
+
+def assert_only_managed_lines_differ(before, after):
+    """Removed lines are managed values (or an emptied null section); added lines are managed keys or their parents."""
+    managed_key = re.compile(r"^\s*(%s):\s" % "|".join(MANAGED_NAMES))
+    parent_key = re.compile(r"^\s*(%s):\s*$" % "|".join(PARENTS))
+    for line in difflib.ndiff(before.splitlines(), after.splitlines()):
+        tag, text = line[:2], line[2:]
+        if tag == "- ":
+            assert managed_key.match(text) or re.match(r"^\s*(health|spool):\s*(~|null)?\s*$", text) or (
+                text.lstrip().startswith(("health: {", "envelopes: {"))), "an unmanaged line was changed: %r" % text
+        elif tag == "+ ":
+            assert managed_key.match(text) or parent_key.match(text) or (
+                text.lstrip().startswith(("health: {", "envelopes: {"))), "an unmanaged line was added: %r" % text
+
+
+def assert_managed_values(text, settings):
+    data = yaml.safe_load(text)
+    for dotted, want in settings:
+        assert rc.get_dotted(data, dotted) == want, dotted
+
+
+def assert_edit_is_exact(before, settings):
+    after, changed = rc.edit_config_text(before, settings)
+    assert changed, "nothing changed, so the test proves nothing"
+    assert_managed_values(after, settings)
+    assert_only_managed_lines_differ(before, after)
+    # Every comment of the original is still there, in the same order.
+    comments = [line for line in before.splitlines() if line.lstrip().startswith("#")]
+    kept = [line for line in after.splitlines() if line.lstrip().startswith("#")]
+    assert kept == comments
+    # Everything else parses exactly as before.
+    dotted = [key for key, dummy in settings]
+    assert rc.strip_dotted(yaml.safe_load(after), dotted) == rc.strip_dotted(yaml.safe_load(before) or {}, dotted)
+    again, changed_again = rc.edit_config_text(after, settings)
+    assert again == after and changed_again == []
+    return after
+
+
+# --- which keys a release gets ----------------------------------------------
+
+@pytest.mark.parametrize("release, present, absent", [
+    ((24, 8, 0), "spool.envelopes.max_memory_size", "spool.envelopes.max_backpressure_memory_percent"),
+    ((24, 11, 1), "spool.envelopes.max_memory_size", "spool.envelopes.max_backpressure_memory_percent"),
+    ((24, 11, 2), "spool.envelopes.max_backpressure_memory_percent", "spool.envelopes.max_memory_size"),
+    ((26, 8, 0), "spool.envelopes.max_backpressure_memory_percent", "spool.envelopes.max_memory_size"),
+    (None, "spool.envelopes.max_backpressure_memory_percent", "spool.envelopes.max_memory_size"),
+])
+def test_keys_follow_the_release(release, present, absent):
+    schema, settings = settings_for(release)
+    keys = dict(settings)
+    assert present in keys and absent not in keys
+    assert schema == ("legacy" if release and release < (24, 11, 2) else "current")
+    assert keys["health.max_memory_percent"] == 0.95
+    assert keys["spool.envelopes.path"] == "/work/spool/envelopes.db"
+
+
+def test_optional_health_keys_and_no_spool():
+    schema, settings = settings_for((26, 8, 0), max_memory_bytes=2 * 1024 ** 3, refresh_interval_ms=1000, spool_path=None)
+    assert dict(settings) == {"health.max_memory_percent": 0.95,
+                              "health.max_memory_bytes": 2 * 1024 ** 3,
+                              "health.refresh_interval_ms": 1000}
+
+
+# --- the edit on real and operator files -----------------------------------
+
+@pytest.mark.parametrize("release", UPSTREAM_RELEASES)
+def test_upstream_example(release):
+    before = upstream_example(release)
+    schema, settings = settings_for(hm.parse_version(release))
+    after = assert_edit_is_exact(before, settings)
+    # Upstream's own lines are all still there, untouched, in order.
+    assert after.startswith(before)
+
+
+@pytest.mark.parametrize("release", [(24, 8, 0), (26, 8, 0)])
+@pytest.mark.parametrize("name", OPERATOR_FILES)
+def test_operator_files(name, release):
+    before = read(os.path.join(FIXTURES, name.split("+")[0]))
+    if name.endswith("+crlf"):
+        before = before.replace("\n", "\r\n")
+    schema, settings = settings_for(release)
+    after = assert_edit_is_exact(before, settings)
+    if "\r\n" in before:
+        assert after.count("\n") == after.count("\r\n"), "line endings were mixed"
+
+
+def test_operator_file_keeps_its_own_health_keys():
+    before = read(os.path.join(FIXTURES, "operator-config.yml"))
+    schema, settings = settings_for((26, 8, 0))
+    after, changed = rc.edit_config_text(before, settings)
+    data = yaml.safe_load(after)
+    assert data["health"] == {"max_memory_percent": 0.95, "probe_timeout_ms": 900}
+    assert data["http"] == {"dns_cache": False, "timeout": 10}
+    # The value changed in place, under the operator's comment about it.
+    assert "  # 98% tripped too late once; see the runbook.\n  max_memory_percent: 0.95\n" in after
+    assert changed[0] == "health.max_memory_percent"
+
+
+def test_same_value_written_differently_is_left_alone():
+    before = "health:\n  max_memory_percent: 0.950   # ours\nspool:\n  envelopes:\n    path: '/work/spool/envelopes.db'\n"
+    settings = [("health.max_memory_percent", 0.95), ("spool.envelopes.path", "/work/spool/envelopes.db")]
+    assert rc.edit_config_text(before, settings) == (before, [])
+
+
+def test_missing_key_goes_into_the_existing_section():
+    before = "relay:\n  port: 3000\nspool:\n  envelopes:\n    # operator note\n    partitions: 2\n"
+    after, changed = rc.edit_config_text(before, [("spool.envelopes.path", "/work/spool/envelopes.db")])
+    assert after == ("relay:\n  port: 3000\nspool:\n  envelopes:\n    # operator note\n"
+                     "    path: \"/work/spool/envelopes.db\"\n    partitions: 2\n")
+    assert changed == ["spool.envelopes.path"]
+
+
+def test_empty_file_gets_the_sections():
+    after, changed = rc.edit_config_text("# nothing yet\n", [("health.max_memory_percent", 0.9)])
+    assert after == "# nothing yet\nhealth:\n  max_memory_percent: 0.9\n"
+
+
+# --- bad input --------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(max_memory_percent=0.0), "max_memory_percent must be in (0, 1]"),
+    (dict(max_memory_percent=-0.5), "max_memory_percent must be in (0, 1]"),
+    (dict(max_memory_percent=1.01), "max_memory_percent must be in (0, 1]"),
+    (dict(max_memory_percent=95.0), "max_memory_percent must be in (0, 1]"),
+    (dict(spool_max_backpressure_memory_percent=0.95), "must be below max_memory_percent"),
+    (dict(spool_max_backpressure_memory_percent=0.99), "must be below max_memory_percent"),
+    (dict(spool_max_backpressure_memory_percent=0.0), "spool_max_backpressure_memory_percent must be in (0, 1]"),
+    (dict(spool_max_disk_size=0), "spool_max_disk_size must be a positive integer"),
+    (dict(max_memory_bytes=-1), "max_memory_bytes must be a positive integer"),
+    (dict(spool_path="spool/envelopes.db"), "absolute file path"),
+    (dict(spool_path="/work/spool/"), "absolute file path"),
+    (dict(spool_path="/work/spool\nhealth: x"), "absolute file path"),
+])
+def test_bad_settings_are_refused(overrides, message):
+    with pytest.raises(rc.RelayConfigError, match=re.escape(message)):
+        settings_for((26, 8, 0), **overrides)
+
+
+def test_backpressure_is_checked_whatever_the_release():
+    # A legacy release does not get the key, but a wrong pair is still a mistake worth stopping.
+    with pytest.raises(rc.RelayConfigError, match="must be below"):
+        settings_for((24, 8, 0), spool_max_backpressure_memory_percent=0.96)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("invalid-yaml.txt", "is not valid YAML"),
+    ("duplicate-health.txt", "has the key health twice"),
+    ("health-not-mapping.yml", "health set to something that is not a mapping"),
+])
+def test_bad_files_are_refused(name, message):
+    schema, settings = settings_for((26, 8, 0))
+    with pytest.raises(rc.RelayConfigError, match=message):
+        rc.edit_config_text(read(os.path.join(FIXTURES, name)), settings)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- a\n- b\n", "not a YAML mapping"),
+    ("health:\n  max_memory_percent: [1]\n", "set to a mapping or list"),
+])
+def test_odd_shapes_are_refused(text, message):
+    with pytest.raises(rc.RelayConfigError, match=message):
+        rc.edit_config_text(text, [("health.max_memory_percent", 0.95)])
+
+
+# --- the module, run as Ansible runs it ---------------------------------------
+
+def make_checkout(root, image="ghcr.io/getsentry/relay:26.8.0", config="operator-config.yml", example=True):
+    os.makedirs(os.path.join(root, "relay"))
+    with open(os.path.join(root, "docker-compose.yml"), "w") as handle:
+        handle.write("services:\n  relay:\n    image: \"$RELAY_IMAGE\"\n")
+    with open(os.path.join(root, ".env"), "w") as handle:
+        handle.write("COMPOSE_PROJECT_NAME=sentry-self-hosted\nRELAY_IMAGE=%s\n" % image)
+    if example:
+        shutil.copy(os.path.join(FIXTURES, "operator-config.yml"), os.path.join(root, "relay", "config.example.yml"))
+    if config:
+        shutil.copy(os.path.join(FIXTURES, config), os.path.join(root, "relay", "config.yml"))
+    return root
+
+
+def run_module(tmp_path, args, check=False, diff=False, pythonpath=()):
+    args = dict(args)
+    args["_ansible_check_mode"] = check
+    args["_ansible_diff"] = diff
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(list(pythonpath) + [COLLECTIONS_TREE])
+    proc = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True, env=env, check=False)
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("module printed no JSON: %s %s" % (proc.stdout, proc.stderr))
+
+
+def module_args(checkout, **overrides):
+    args = dict(PARAMS, project_dir=str(checkout))
+    args.update(overrides)
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def snapshot(checkout):
+    """Bytes, mode and mtime of every file under relay/ (a failed run must leave all of it)."""
+    state = {}
+    for name in sorted(os.listdir(os.path.join(checkout, "relay"))):
+        path = os.path.join(checkout, "relay", name)
+        st = os.stat(path)
+        with open(path, "rb") as handle:
+            state[name] = (handle.read(), st.st_mode, st.st_mtime_ns)
+    return state
+
+
+def test_module_edits_backs_up_and_is_idempotent(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    config = os.path.join(checkout, "relay", "config.yml")
+    original = read(config)
+    first = run_module(tmp_path, module_args(checkout))
+    assert first["changed"] is True and not first.get("failed"), first
+    assert first["release"] == "26.8.0" and first["schema"] == "current"
+    assert first["created"] is False
+    assert read(first["backup_file"]) == original
+    assert_managed_values(read(config), rc.wanted_settings(PARAMS, (26, 8, 0))[1])
+    assert_only_managed_lines_differ(original, read(config))
+    state = snapshot(checkout)
+    second = run_module(tmp_path, module_args(checkout))
+    assert second["changed"] is False and second["changed_keys"] == []
+    assert snapshot(checkout) == state, "a run with nothing to do touched relay/"
+
+
+def test_module_check_mode_and_diff_write_nothing(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"), image="getsentry/relay:24.8.0")
+    state = snapshot(checkout)
+    result = run_module(tmp_path, module_args(checkout), check=True, diff=True)
+    assert result["changed"] is True and result["schema"] == "legacy"
+    assert "spool.envelopes.max_memory_size" in result["changed_keys"]
+    assert "max_memory_size: 67108864" in result["diff"]["after"]
+    assert result["diff"]["before"] == state["config.yml"][0].decode()
+    assert snapshot(checkout) == state
+
+
+def test_module_creates_from_example(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"), config=None)
+    result = run_module(tmp_path, module_args(checkout))
+    assert result["changed"] is True and result["created"] is True and "backup_file" not in result
+    config = os.path.join(checkout, "relay", "config.yml")
+    assert os.stat(config).st_mode & 0o777 == 0o644
+    example = read(os.path.join(checkout, "relay", "config.example.yml"))
+    assert_only_managed_lines_differ(example, read(config))
+    assert run_module(tmp_path, module_args(checkout))["changed"] is False
+
+
+def test_module_env_custom_wins_and_unknown_release_warns(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"), image="getsentry/relay:24.8.0")
+    with open(os.path.join(checkout, ".env.custom"), "w") as handle:
+        handle.write("RELAY_IMAGE=getsentry/relay:nightly\n")
+    result = run_module(tmp_path, module_args(checkout), check=True)
+    assert result["release"] is None and result["schema"] == "current"
+    # ansible-core 2.19 returns warnings as structured events: look into their text.
+    assert "the Relay release is unknown" in json.dumps(result.get("warnings", []))
+
+
+@pytest.mark.parametrize("config, overrides, message", [
+    ("invalid-yaml.txt", {}, "is not valid YAML"),
+    ("duplicate-health.txt", {}, "twice"),
+    ("operator-config.yml", dict(max_memory_percent=1.5), "max_memory_percent must be in (0, 1]"),
+    ("operator-config.yml", dict(spool_max_backpressure_memory_percent=0.95), "must be below max_memory_percent"),
+])
+def test_module_bad_input_leaves_the_file_untouched(tmp_path, config, overrides, message):
+    checkout = make_checkout(str(tmp_path / "sentry"), config=config)
+    state = snapshot(checkout)
+    result = run_module(tmp_path, module_args(checkout, **overrides))
+    assert result.get("failed") is True and message in result["msg"], result
+    assert snapshot(checkout) == state
+
+
+def test_module_missing_checkout(tmp_path):
+    result = run_module(tmp_path, module_args(tmp_path / "nowhere"))
+    assert result.get("failed") is True and "is not a self-hosted Sentry checkout" in result["msg"]
+
+
+def test_module_missing_config_and_example(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"), config=None, example=False)
+    result = run_module(tmp_path, module_args(checkout))
+    assert result.get("failed") is True and "run the self-hosted installer first" in result["msg"]
+    assert os.listdir(os.path.join(checkout, "relay")) == []
+
+
+def test_module_without_pyyaml_fails_clearly(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    state = snapshot(checkout)
+    blocker = tmp_path / "no-yaml"
+    blocker.mkdir()
+    (blocker / "yaml.py").write_text("raise ImportError('PyYAML is not installed here')\n")
+    result = run_module(tmp_path, module_args(checkout), pythonpath=[str(blocker)])
+    assert result.get("failed") is True and "python3-yaml" in result["msg"], result
+    assert snapshot(checkout) == state
