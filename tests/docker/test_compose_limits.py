@@ -1,0 +1,120 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The compose_limits role with apply on, from the installed collection, against a real engine.
+
+The limits it writes must reach the containers (HostConfig.Memory), only the
+services whose limits changed may be recreated (the others keep their
+container IDs), nginx must be reloaded when relay was recreated, and a second
+run must recreate nothing.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SERVICES_ALL, ansible_env
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
+MIB = 1024 ** 2
+
+
+@pytest.fixture
+def play(stack, tmp_path):
+    """Run the role on localhost with these variables; returns (rc, the role's result, the play's stats, all)."""
+
+    def run(**role_vars):
+        role_vars = dict(dict(compose_limits_dir=stack.dir, compose_limits_apply=True, compose_limits_total_memory_mb=8192,
+                              compose_limits_use_measured=False, compose_limits_backup=False), **role_vars)
+        playbook = tmp_path / "play.yml"
+        playbook.write_text(json.dumps([{
+            "name": "Limits", "hosts": "localhost", "gather_facts": False,
+            "roles": [{"role": "sentry_selfhosted.memory.compose_limits", "vars": role_vars}],
+            "post_tasks": [{"name": "Hand back the result", "ansible.builtin.debug": {"var": "compose_limits_result"}}],
+        }]))
+        ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+        proc = subprocess.run([ansible_playbook, "-i", INVENTORY, str(playbook)], env=ansible_env(),
+                              capture_output=True, text=True, check=False)
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            raise AssertionError("ansible-playbook gave no JSON (rc=%s): %s %s" % (proc.returncode, proc.stdout, proc.stderr))
+        result = None
+        for item in data["plays"][0]["tasks"]:
+            if item["task"]["name"] == "Hand back the result":
+                result = item["hosts"]["localhost"]["compose_limits_result"]
+        return proc.returncode, result, data["stats"]["localhost"], data
+    yield run
+    stack.write_override(None)
+    stack.up()
+
+
+def planned_limits(stack):
+    """mem_limit of every service as compose resolves the checkout with the override (bytes)."""
+    config = json.loads(stack.compose("config", "--format", "json").stdout)
+    limits = {}
+    for name, service in config["services"].items():
+        limit = service.get("mem_limit") or ((service.get("deploy") or {}).get("resources", {}).get("limits", {}).get("memory"))
+        limits[name] = int(limit) if limit is not None else None
+    return limits
+
+
+def reloads(stack):
+    return [line for line in stack.log("nginx.log") if line.startswith("reload")]
+
+
+def relay_ip(stack):
+    return next(iter(stack.inspect("relay")["NetworkSettings"]["Networks"].values()))["IPAddress"]
+
+
+def test_limits_reach_the_containers_and_only_changed_services_are_recreated(stack, play):
+    before = stack.ids()
+    reloads_before = reloads(stack)
+
+    rc, result, stats, data = play()
+    assert rc == 0, data
+    limits = planned_limits(stack)
+    assert set(limits) == SERVICES_ALL and all(limits.values()), limits
+    after = stack.ids()
+    for service in SERVICES_ALL:
+        assert stack.inspect(service)["HostConfig"]["Memory"] == limits[service], service
+        assert after[service] != before[service], "%s got a limit but kept its old container" % service
+    assert set(result["recreated"]) == SERVICES_ALL
+    assert result["nginx_reloaded"] is True
+    # nginx was reloaded after relay was recreated: the reload saw relay's new address.
+    first_relay_ip = relay_ip(stack)
+    assert reloads(stack) == reloads_before + ["reload relay=%s" % first_relay_ip]
+
+    # A second run changes and recreates nothing.
+    rc, result, stats, data = play()
+    assert rc == 0, data
+    assert stats["changed"] == 0
+    assert result["recreated"] == [] and result["nginx_reloaded"] is False
+    assert stack.ids() == after
+    assert len(reloads(stack)) == len(reloads_before) + 1
+
+    # One service's limit changes (every limit pinned to what it is, worker's
+    # moved): only worker is recreated, and nginx is left alone.
+    pinned = dict((service, limit // MIB) for service, limit in limits.items())
+    pinned["worker"] = 300 if pinned["worker"] != 300 else 320
+    rc, result, stats, data = play(compose_limits_overrides=pinned)
+    assert rc == 0, data
+    assert result["recreated"] == ["worker"] and result["nginx_reloaded"] is False
+    again = stack.ids()
+    assert stack.inspect("worker")["HostConfig"]["Memory"] == pinned["worker"] * MIB
+    assert again["worker"] != after["worker"]
+    for service in SERVICES_ALL - {"worker"}:
+        assert again[service] == after[service], "%s was recreated though its limit did not change" % service
+    assert len(reloads(stack)) == len(reloads_before) + 1
+
+    # relay's limit changes: relay is recreated and the running nginx (kept) reloads.
+    pinned["relay"] += 64
+    rc, result, stats, data = play(compose_limits_overrides=pinned)
+    assert rc == 0, data
+    assert result["recreated"] == ["relay"] and result["nginx_reloaded"] is True
+    last = stack.ids()
+    assert last["relay"] != again["relay"] and last["nginx"] == again["nginx"]
+    assert stack.inspect("relay")["HostConfig"]["Memory"] == pinned["relay"] * MIB
+    assert reloads(stack) == reloads_before + ["reload relay=%s" % ip for ip in (first_relay_ip, relay_ip(stack))]
