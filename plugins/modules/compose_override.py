@@ -36,7 +36,7 @@ description:
     that names such a service (no C(image), C(build) or C(extends) of its own)
     fails the task with its name and line, and nothing is written.
   - With O(state=absent), every line the collection wrote is removed and the
-    operator's part stays: the upgrade playbook lifts the limits this way while
+    operator's part stays. The upgrade playbook lifts the limits this way while
     C(install.sh) runs its migrations.
   - Writes the key the service already uses, C(mem_limit) or
     C(deploy.resources.limits.memory), never both.
