@@ -513,4 +513,3 @@ def recommended_swap_bytes(ram_total):
     """
     half = -(-ram_total // 2 // GIB) * GIB
     return max(2 * GIB, min(16 * GIB, half))
-

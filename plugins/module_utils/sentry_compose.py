@@ -115,6 +115,207 @@ class SentryCompose:
         return list(services)
 
 
+# --- restarts (restart_timer role, relay_restart module) ---------------------
+# The restart action lives here once: the relay_restart module and the restart
+# program the restart_timer role installs on hosts both call RelayRestart.
+
+RELAY_PORT = 3000
+RELAY_READY_URL = "http://relay:%d/api/relay/healthcheck/ready/" % RELAY_PORT
+# `relay healthcheck` is in the relay image from this release on.
+RELAY_HEALTHCHECK_CLI_SINCE = (25, 8, 0)
+DEFAULT_LOCK_PATH = "/run/lock/sentry-selfhosted-memory-restart.lock"
+
+
+def nginx_follows_relay(config):
+    """Whether compose restarts nginx by itself when relay restarts.
+
+    From 25.x self-hosted declares ``depends_on: relay: restart: true`` on
+    nginx, so ``docker compose restart relay`` restarts nginx too and nginx
+    resolves relay afresh; before that (24.x) nginx keeps relay's old address
+    until ``nginx -s reload``. ``config`` is ``docker compose config`` as JSON.
+    """
+    nginx = (config.get("services") or {}).get("nginx") or {}
+    depends_on = nginx.get("depends_on") or {}
+    if isinstance(depends_on, list):
+        return False
+    return bool((depends_on.get("relay") or {}).get("restart"))
+
+
+def readiness_argv(release):
+    """The command (service, argv) that asks Relay whether it is ready.
+
+    Relay 25.8.0 and later carry ``/bin/relay healthcheck`` (the mode is
+    passed: its default changed between releases; the image is distroless,
+    with no curl or wget). Older images have no client, so
+    nginx's busybox wget asks relay over the compose network; it exits
+    non-zero on the 503 an unready Relay answers.
+    """
+    if release is not None and tuple(release) >= RELAY_HEALTHCHECK_CLI_SINCE:
+        return "relay", ["/bin/relay", "healthcheck", "--mode", "ready"]
+    return "nginx", ["wget", "-q", "-O", "/dev/null", "-T", "5", RELAY_READY_URL]
+
+
+def installer_running(project_dir, root="/"):
+    """The PID of an ``install.sh`` running in this checkout, or None.
+
+    A restart during an install or upgrade would start containers the
+    installer has stopped on purpose. Found from /proc: a process whose argv
+    names install.sh and whose working directory is the checkout.
+    """
+    proc = os.path.join(root, "proc")
+    want = os.path.realpath(project_dir)
+    try:
+        entries = os.listdir(proc)
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "cmdline"), "rb") as handle:
+                argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+        except (IOError, OSError):
+            continue
+        if not any(os.path.basename(a) == "install.sh" for a in argv[:3]):
+            continue
+        try:
+            cwd = os.path.realpath(os.readlink(os.path.join(proc, entry, "cwd")))
+        except OSError:
+            cwd = None
+        scripts = [a for a in argv[:3] if os.path.basename(a) == "install.sh"]
+        in_checkout = any(os.path.isabs(s) and os.path.dirname(os.path.realpath(s)) == want for s in scripts)
+        if cwd == want or in_checkout:
+            return int(entry)
+    return None
+
+
+class RestartLock:
+    """An exclusive flock shared by every restart on the host (timer and manual runs)."""
+
+    def __init__(self, path=DEFAULT_LOCK_PATH):
+        self.path = path
+        self.handle = None
+
+    def acquire(self, wait=0, sleep=None, clock=None):
+        """Take the lock, waiting up to ``wait`` seconds; False when another restart holds it."""
+        import fcntl
+        import time
+        sleep = sleep or time.sleep
+        clock = clock or time.monotonic
+        self.handle = open(self.path, "a")
+        deadline = clock() + wait
+        while True:
+            try:
+                fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except (IOError, OSError):
+                if clock() >= deadline:
+                    self.handle.close()
+                    self.handle = None
+                    return False
+                sleep(1)
+
+    def release(self):
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+class RelayRestart:
+    """Restart services of a checkout, put nginx back in touch with Relay, wait for readiness.
+
+    ``release`` is Relay's release tuple (host_memory.relay_release) or None.
+    ``log`` receives one line per step. Services that are not running are
+    left alone: ``docker compose restart`` would start them, and a stopped
+    service was stopped by someone.
+    """
+
+    def __init__(self, compose, release, log=None, sleep=None, clock=None):
+        import time
+        self.compose = compose
+        self.release = release
+        self.log = log or (lambda message: None)
+        self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
+
+    def running_services(self):
+        return [s for s in self.compose.call("ps", "--status", "running", "--services").split() if s]
+
+    def stand_aside_reason(self, services, running, root="/"):
+        """Why no restart may happen now (install.sh running, stack down), or None."""
+        pid = installer_running(self.compose.project_dir, root)
+        if pid is not None:
+            return "install.sh is running in %s (pid %d)" % (self.compose.project_dir, pid)
+        if not any(s in running for s in services):
+            return "none of %s is running (the stack is down on purpose or not installed)" % ", ".join(services)
+        return None
+
+    def plan(self, services, running, reload_nginx=True, wait_ready=True):
+        """The steps a restart of ``services`` takes, in order, as (action, argument) pairs.
+
+        ``running`` is running_services(); only those are restarted (see the class).
+        """
+        SentryCompose._checked(services)
+        targets = [s for s in services if s in running]
+        steps = []
+        if targets:
+            steps.append(("restart", targets))
+        relay_restarted = "relay" in targets
+        if relay_restarted and reload_nginx and "nginx" in running and "nginx" not in targets:
+            if not nginx_follows_relay(self.compose.config()):
+                steps.append(("reload_nginx", None))
+        if wait_ready and "relay" in running:
+            steps.append(("wait_ready", None))
+        return steps
+
+    @staticmethod
+    def describe(step):
+        action, argument = step
+        if action == "restart":
+            return "restart %s" % " ".join(argument)
+        if action == "reload_nginx":
+            return "reload nginx"
+        return "wait for relay ready"
+
+    def probe(self):
+        """One readiness probe: (ready, detail)."""
+        service, command = readiness_argv(self.release)
+        try:
+            self.compose.exec_in(service, *command)
+        except ComposeError as exc:
+            return False, str(exc)
+        return True, "relay answered ready"
+
+    def wait_ready(self, timeout, interval=3):
+        """Probe until Relay is ready or ``timeout`` seconds passed; (ready, attempts, last detail)."""
+        deadline = self.clock() + timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            ready, detail = self.probe()
+            if ready or self.clock() >= deadline:
+                return ready, attempts, detail
+            self.sleep(max(0, min(interval, deadline - self.clock())))
+
+    def execute(self, steps, timeout):
+        """Run the planned steps; returns (done, ready). Compose failures raise ComposeError."""
+        done = []
+        ready = None
+        for step in steps:
+            action, argument = step
+            if action == "restart":
+                self.log("restarting %s" % " ".join(argument))
+                self.compose.restart(argument)
+            elif action == "reload_nginx":
+                self.log("reloading nginx so it resolves relay's new address")
+                self.compose.reload_nginx()
+            else:
+                ready, attempts, detail = self.wait_ready(timeout)
+                self.log("relay %s after %d probe(s): %s" % ("ready" if ready else "NOT ready", attempts, detail))
+            done.append(self.describe(step))
+        return done, ready
+
+
 # --- engine detection (added for compose_limits) ----------------------------
 # Supported: Docker Engine run by root, driven by the `docker` CLI with the
 # Compose v2 plugin. Recognised and reported, not supported for restarts:

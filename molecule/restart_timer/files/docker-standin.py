@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A recording stand-in for the `docker` CLI: the one test double of the restart_timer tests.
+
+There is no Docker engine inside the systemd test containers (nor in unit
+tests), so this program takes the docker CLI's place at that boundary. It
+appends every call to calls.jsonl in its directory (DOCKER_STANDIN_DIR,
+default /etc/docker-standin) and answers from files there:
+
+  compose version --short         2.40.3
+  compose ... config --format json  config.json (real `docker compose config` output of the fixture)
+  compose ... ps --status running --services  the lines of running
+  ps -q ... / inspect IDS          containers.json (docker inspect's shape)
+  anything else                    succeeds with no output
+
+A call whose words contain the text of the file `fail` exits 1, so tests can
+make a restart or the readiness probe fail.
+"""
+
+import json
+import os
+import sys
+
+HERE = os.environ.get("DOCKER_STANDIN_DIR", "/etc/docker-standin")
+GLOBAL_WITH_VALUE = ("--ansi", "--project-directory", "--env-file", "-f", "--file", "-p", "--project-name", "--profile")
+
+
+def read(name, default=""):
+    try:
+        with open(os.path.join(HERE, name)) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return default
+
+
+def command_words(argv):
+    """The compose subcommand and its arguments, without the global options."""
+    words, i = [], 0
+    while i < len(argv):
+        if argv[i] in GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        words.append(argv[i])
+        i += 1
+    return words
+
+
+def main(argv):
+    words = command_words(argv)
+    with open(os.path.join(HERE, "calls.jsonl"), "a") as handle:
+        handle.write(json.dumps({"argv": argv, "command": " ".join(words)}) + "\n")
+    fail = read("fail").strip()
+    if fail and fail in " ".join(words):
+        sys.stderr.write("docker stand-in: failing %r as asked\n" % " ".join(words))
+        return 1
+    containers = json.loads(read("containers.json", "[]"))
+    if words[:3] == ["compose", "version", "--short"]:
+        print("2.40.3")
+    elif words[:2] == ["compose", "config"]:
+        sys.stdout.write(read("config.json", "{}"))
+    elif words[:2] == ["compose", "ps"] and "--services" in words:
+        sys.stdout.write(read("running"))
+    elif words[:1] == ["ps"]:
+        print("\n".join(c["Id"] for c in containers))
+    elif words[:1] == ["inspect"]:
+        print(json.dumps([c for c in containers if c["Id"] in words[1:]]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,735 @@
+# -*- coding: utf-8 -*-
+# Copyright: sentry_selfhosted.memory contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Early warning before Relay rejects events for lack of memory.
+
+Run by a systemd timer (role sentry_selfhosted.memory.memory_alerts). Each run
+samples Relay's own memory figure (host or cgroup, as the Relay release and
+the host's cgroup mode decide), swap, pressure, OOM kills and every compose
+container against its limit; keeps a short history; estimates the time until
+Relay's threshold is crossed; and reports through the outputs the
+configuration turns on: journal, Prometheus textfile, webhook.
+
+Standard library only. The figures come from host_memory.py, the collection's
+one parser of /proc and cgroup files, copied beside this program.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    import urllib.request as urllib_request
+except ImportError:  # pragma: no cover - Python 2 is not supported on hosts
+    urllib_request = None
+
+try:
+    import host_memory as hm  # the copy installed beside this program
+except ImportError:  # unit tests import the collection's own copy
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+
+LEVELS = ("ok", "warning", "critical")
+# syslog priorities for the journal (sd-daemon "<N>" prefixes).
+PRIORITY = {"critical": 2, "error": 3, "warning": 4, "ok": 5, "notice": 5, "info": 6}
+MIB = 1024 ** 2
+
+DEFAULTS = {
+    "project_dir": "/opt/sentry",
+    "compose_project": None,
+    "docker": "docker",
+    "docker_timeout": 30,
+    "host": None,
+    "relay_threshold": hm.DEFAULT_RELAY_THRESHOLD,
+    "relay_max_memory_bytes": None,
+    "warning_ratio": 0.85,
+    "critical_ratio": 0.90,
+    "service_warning_ratio": 0.90,
+    "trend_window_seconds": 3600,
+    "trend_min_samples": 5,
+    "trend_horizon_seconds": 48 * 3600,
+    "trend_warning_seconds": 3 * 3600,
+    "growth_min_bytes": 16 * MIB,
+    "resend_interval_seconds": 4 * 3600,
+    "state_file": "/var/lib/sentry-memory-alerts/state.json",
+    "journal": True,
+    "journal_summary": True,
+    "metrics_file": None,
+    "webhook_url_file": None,
+    "webhook_format": "json",
+    "webhook_timeout": 10,
+}
+
+HISTORY_LIMIT = 2000
+PENDING_EVENTS_LIMIT = 20
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or makes no sense."""
+
+
+# --- configuration ---------------------------------------------------------
+
+def load_config(path):
+    try:
+        with open(path) as handle:
+            given = json.load(handle)
+    except (IOError, OSError, ValueError) as exc:
+        raise ConfigError("cannot read the configuration %s: %s" % (path, exc))
+    return make_config(given)
+
+
+def make_config(given):
+    # Keys starting with "_" are comments (JSON has none).
+    given = dict((k, v) for k, v in given.items() if not k.startswith("_"))
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
+    config = dict(DEFAULTS)
+    config.update(given)
+    if not 0 < config["relay_threshold"] <= 1:
+        raise ConfigError("relay_threshold must be in (0, 1], got %s" % config["relay_threshold"])
+    if not 0 < config["warning_ratio"] < config["critical_ratio"] <= config["relay_threshold"]:
+        raise ConfigError("need 0 < warning_ratio < critical_ratio <= relay_threshold, got %s, %s, %s"
+                          % (config["warning_ratio"], config["critical_ratio"], config["relay_threshold"]))
+    if not 0 < config["service_warning_ratio"] <= 1:
+        raise ConfigError("service_warning_ratio must be in (0, 1], got %s" % config["service_warning_ratio"])
+    if config["webhook_format"] not in ("json", "slack"):
+        raise ConfigError("webhook_format must be json or slack, got %s" % config["webhook_format"])
+    if config["trend_min_samples"] < 3:
+        raise ConfigError("trend_min_samples must be at least 3")
+    return config
+
+
+# --- sampling --------------------------------------------------------------
+
+def run_argv(argv, timeout=30):
+    """Run a command (argv list, no shell); (rc, stdout, stderr) as module.run_command gives."""
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, "", str(exc)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def sample(config, now, root="/", run=None, which=shutil.which):
+    """One reading of the host: Relay's figure, RAM, swap, PSI, OOM kills, containers."""
+    if run is None:
+        def run(argv):
+            return run_argv(argv, config["docker_timeout"])
+    meminfo = hm.read_meminfo(root)
+    mode = hm.cgroup_mode(root)
+    env = hm.checkout_env(config["project_dir"])
+    project = config["compose_project"] or env.get("COMPOSE_PROJECT_NAME") or hm.DEFAULT_COMPOSE_PROJECT
+    notes = []
+    containers = []
+    listed = False
+    docker = which(config["docker"])
+    if docker is None:
+        notes.append("containers were not listed (no %s CLI on the PATH)" % config["docker"])
+    else:
+        try:
+            containers = hm.list_compose_containers(run, project, docker)
+        except (hm.MemoryReadError, ValueError) as exc:
+            notes.append("containers were not listed: %s" % exc)
+        else:
+            listed = True
+            hm.container_memory(containers, mode, root)
+            for container in containers:
+                if "error" in container:
+                    notes.append("%s: %s" % (container["name"], container["error"]))
+    relay_container = next((c for c in containers if c["service"] == "relay" and "error" not in c), None)
+    release = hm.relay_release(env)
+    relay = hm.relay_view(meminfo, release, mode, relay_container,
+                          config["relay_threshold"], config["relay_max_memory_bytes"])
+    vmstat = hm.read_vmstat(root)
+    return {
+        "time": now,
+        "boot_id": hm.read_sysctl("kernel.random.boot_id", root),
+        "cgroup_mode": mode,
+        "project": project,
+        "ram": hm.host_memory_from_meminfo(meminfo),
+        "swap": hm.swap_from_meminfo(meminfo),
+        "swap_areas": len(hm.read_swaps(root)),
+        "pressure": hm.read_pressure(root),
+        "oom_kills": vmstat.get("oom_kill"),
+        "relay": relay,
+        "containers_listed": listed,
+        "containers": [c for c in containers if "error" not in c],
+        "notes": notes,
+    }
+
+
+# --- levels and trend ------------------------------------------------------
+
+def relay_levels(config, relay):
+    """Bytes of Relay's figure at which warning, critical and rejection begin.
+
+    The ratios are of Relay's total; with health.max_memory_bytes set, the same
+    proportion of it also counts, whichever comes first.
+    """
+    threshold = config["relay_threshold"]
+    max_bytes = relay.get("max_memory_bytes")
+
+    def level(ratio):
+        value = int(relay["total"] * ratio)
+        if max_bytes is not None:
+            value = min(value, int(max_bytes * ratio / threshold))
+        return value
+
+    return {"warning": level(config["warning_ratio"]), "critical": level(config["critical_ratio"]),
+            "reject": level(threshold)}
+
+
+def median(values):
+    ordered = sorted(values)
+    count = len(ordered)
+    if not count:
+        raise ValueError("median of nothing")
+    middle = count // 2
+    return float(ordered[middle]) if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+def theil_sen(points):
+    """Slope and intercept of the Theil-Sen fit: medians, so a few outliers do not move it."""
+    slopes = []
+    for index, (t1, y1) in enumerate(points):
+        for t2, y2 in points[index + 1:]:
+            if t2 != t1:
+                slopes.append((y2 - y1) / float(t2 - t1))
+    if not slopes:
+        return None
+    slope = median(slopes)
+    intercept = median([y - slope * t for t, y in points])
+    return slope, intercept
+
+
+def relay_key(relay):
+    """Samples are comparable while Relay measures the same thing against the same total."""
+    return "%s/%d" % (relay["measures"], relay["total"])
+
+
+def window(history, now, seconds):
+    return [h for h in history if now - seconds <= h["t"] <= now]
+
+
+def relay_trend(history, now, relay, reject, config):
+    """Growth rate of Relay's figure and the seconds until it reaches ``reject``.
+
+    ``seconds_to_threshold`` is 0 once it is reached, None when the figure is
+    not growing or would take longer than the horizon to get there.
+    """
+    key = relay_key(relay)
+    points = [(h["t"], h["relay"]) for h in window(history, now, config["trend_window_seconds"]) if h["rk"] == key]
+    result = {"samples": len(points), "slope": None, "seconds_to_threshold": None}
+    if relay["used"] >= reject:
+        result["seconds_to_threshold"] = 0
+    if len(points) < config["trend_min_samples"]:
+        return result
+    fit = theil_sen(points)
+    if fit is None:
+        return result
+    slope, intercept = fit
+    result["slope"] = slope
+    if result["seconds_to_threshold"] == 0 or slope <= 0:
+        return result
+    fitted_now = intercept + slope * now
+    eta = max(0.0, (reject - fitted_now) / slope)
+    if eta <= config["trend_horizon_seconds"]:
+        result["seconds_to_threshold"] = eta
+    return result
+
+
+def container_growth(history, now, config):
+    """Per container: bytes grown over the window (Theil-Sen slope x time covered), largest first."""
+    series = {}
+    for entry in window(history, now, config["trend_window_seconds"]):
+        for name, usage in entry["s"].items():
+            series.setdefault(name, []).append((entry["t"], usage))
+    growth = []
+    for name, points in series.items():
+        if len(points) < config["trend_min_samples"]:
+            continue
+        fit = theil_sen(points)
+        if fit is None:
+            continue
+        span = points[-1][0] - points[0][0]
+        growth.append({"container": name, "bytes": int(fit[0] * span), "seconds": span})
+    growth.sort(key=lambda g: g["bytes"], reverse=True)
+    return growth
+
+
+def record(history, sample_, now, config):
+    """The history with this sample appended and samples older than the window dropped."""
+    entry = {
+        "t": now,
+        "relay": sample_["relay"]["used"],
+        "rk": relay_key(sample_["relay"]),
+        "s": dict((c["name"], c["usage"]) for c in sample_["containers"] if "usage" in c),
+    }
+    kept = [h for h in window(history, now, config["trend_window_seconds"]) if h["t"] < now]
+    kept.append(entry)
+    return kept[-HISTORY_LIMIT:]
+
+
+# --- words -----------------------------------------------------------------
+
+def human(size):
+    size = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
+            return "%d B" % size if unit == "B" else "%.1f %s" % (size, unit)
+        size /= 1024.0
+    return "%.1f TiB" % size
+
+
+def human_duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return "%d s" % seconds
+    if seconds < 90 * 60:
+        return "%d min" % round(seconds / 60.0)
+    if seconds < 48 * 3600:
+        return "%d h" % round(seconds / 3600.0)
+    return "%d days" % round(seconds / 86400.0)
+
+
+def window_words(seconds):
+    if abs(seconds - 3600) <= 300:
+        return "the last hour"
+    return "the last %s" % human_duration(seconds)
+
+
+def trend_words(trend, growth, config):
+    words = []
+    eta = trend["seconds_to_threshold"]
+    if eta == 0:
+        words.append("Relay is rejecting events now")
+    elif eta is not None:
+        words.append("Relay will start rejecting events in about %s" % human_duration(eta))
+    elif trend["slope"] is not None and trend["slope"] > 0:
+        words.append("Relay's threshold is more than %s away at the current rate" % human_duration(config["trend_horizon_seconds"]))
+    if growth and growth[0]["bytes"] >= config["growth_min_bytes"]:
+        top = growth[0]
+        words.append("%s grew %s in %s" % (top["container"], human(top["bytes"]), window_words(top["seconds"])))
+    return "; ".join(words)
+
+
+def relay_words(relay, levels):
+    return ("Relay's memory figure is %.1f%% (%s of %s, %s); warning at %s, critical at %s, Relay rejects events at %s"
+            % (relay["used_percent"], human(relay["used"]), human(relay["total"]), relay["source"],
+               human(levels["warning"]), human(levels["critical"]), human(levels["reject"])))
+
+
+# --- alerts ----------------------------------------------------------------
+
+def evaluate(config, sample_, levels, trend, growth, previous_levels):
+    """What each alert's level is now: {key: {"level", "message"}}.
+
+    ``previous_levels`` are the current levels from the state; a service
+    alert whose container is gone resolves, unless containers could not be
+    listed this time (then it is left as it was).
+    """
+    relay = sample_["relay"]
+    used = relay["used"]
+    if used >= levels["critical"] or relay["would_reject"]:
+        level = "critical"
+    elif used >= levels["warning"]:
+        level = "warning"
+    else:
+        level = "ok"
+    message = relay_words(relay, levels)
+    trend_text = trend_words(trend, growth, config)
+    if trend_text:
+        message += ". " + trend_text
+    alerts = {"relay": {"level": level, "message": message + "."}}
+
+    eta = trend["seconds_to_threshold"]
+    soon = config["trend_warning_seconds"] > 0 and eta is not None and eta <= config["trend_warning_seconds"]
+    alerts["relay_trend"] = {
+        "level": "warning" if soon and level == "ok" else "ok",
+        "message": ("%s. %s." % (trend_text, relay_words(relay, levels))) if soon else "Relay's figure is not heading for its threshold soon.",
+    }
+
+    seen = set()
+    for container in sample_["containers"]:
+        key = "container:%s" % container["name"]
+        seen.add(key)
+        limit = container.get("limit")
+        if not limit or "usage" not in container:
+            continue
+        ratio = container["usage"] / float(limit)
+        alerts[key] = {
+            "level": "warning" if ratio >= config["service_warning_ratio"] else "ok",
+            "message": "%s (service %s) uses %s of its %s limit (%.0f%%; warning at %.0f%%)"
+                       % (container["name"], container["service"], human(container["usage"]), human(limit),
+                          100 * ratio, 100 * config["service_warning_ratio"]),
+        }
+    for key, old in previous_levels.items():
+        if key.startswith("container:") and key not in seen:
+            if sample_["containers_listed"]:
+                alerts[key] = {"level": "ok", "message": "%s is no longer running" % key.split(":", 1)[1]}
+            else:
+                alerts[key] = {"level": old, "message": "%s: containers were not listed this time" % key.split(":", 1)[1]}
+    return alerts
+
+
+def oom_events(state, sample_):
+    """An event when the kernel's OOM killer struck since the previous run (same boot)."""
+    previous = state.get("oom")
+    current = sample_["oom_kills"]
+    state["oom"] = {"boot_id": sample_["boot_id"], "kills": current}
+    if not previous or current is None or previous.get("boot_id") != sample_["boot_id"] or previous.get("kills") is None:
+        return []
+    new = current - previous["kills"]
+    if new <= 0:
+        return []
+    return [{"key": "oom", "level": "warning",
+             "message": "the kernel's OOM killer killed %d process%s since the last check" % (new, "" if new == 1 else "es")}]
+
+
+def update_alerts(state, alerts, now):
+    """Record each alert's level, and since when it has held."""
+    records = state.setdefault("alerts", {})
+    for key, alert in alerts.items():
+        record_ = records.setdefault(key, {"level": "ok", "since": now, "sent": {}})
+        if record_["level"] != alert["level"]:
+            record_["previous"] = record_["level"]
+            record_["level"] = alert["level"]
+            record_["since"] = now
+
+
+def due(state, alerts, channel, now, resend_seconds):
+    """Alerts this channel must hear about now: a level it has not been told, or a resend."""
+    found = []
+    for key in sorted(alerts):
+        record_ = state["alerts"].get(key)
+        if record_ is None:
+            continue
+        told = record_["sent"].get(channel, {"level": "ok", "at": None})
+        if record_["level"] != told["level"]:
+            kind = "resolved" if record_["level"] == "ok" else "raised"
+        elif record_["level"] != "ok" and resend_seconds and told["at"] is not None and now - told["at"] >= resend_seconds:
+            kind = "repeated"
+        else:
+            continue
+        found.append({"key": key, "level": record_["level"], "previous": told["level"], "kind": kind,
+                      "since": record_["since"], "message": alerts[key]["message"]})
+    return found
+
+
+def mark_sent(state, notifications, channel, now):
+    for item in notifications:
+        record_ = state["alerts"].get(item["key"])
+        if record_ is not None:
+            record_["sent"][channel] = {"level": item["level"], "at": now}
+    forget_resolved(state)
+
+
+def forget_resolved(state):
+    """Drop a gone container's record once every channel has heard it resolved.
+
+    evaluate() keeps a record's container alive (as ok) until then, so a
+    resolution that could not be sent is retried like any other.
+    """
+    records = state.get("alerts", {})
+    for key in list(records):
+        record_ = records[key]
+        told_ok = all(sent["level"] == "ok" for sent in record_["sent"].values())
+        if key.startswith("container:") and record_["level"] == "ok" and told_ok:
+            del records[key]
+
+
+def queue_events(state, channel, events):
+    pending = state.setdefault("pending_events", {}).setdefault(channel, [])
+    pending.extend(events)
+    del pending[:-PENDING_EVENTS_LIMIT]
+    return list(pending)
+
+
+def clear_events(state, channel):
+    state.setdefault("pending_events", {})[channel] = []
+
+
+# --- outputs ---------------------------------------------------------------
+
+class Journal:
+    """Lines with sd-daemon "<N>" priority prefixes when stdout is the journal."""
+
+    def __init__(self, stream=None, systemd=None):
+        self.stream = stream or sys.stdout
+        self.systemd = bool(os.environ.get("JOURNAL_STREAM")) if systemd is None else systemd
+
+    def log(self, level, text):
+        priority = PRIORITY[level]
+        if self.systemd:
+            line = "<%d>%s" % (priority, text)
+        else:
+            line = "%s: %s" % (level, text)
+        self.stream.write(line.replace("\n", " ") + "\n")
+        self.stream.flush()
+
+
+def metric_labels(labels):
+    if not labels:
+        return ""
+    escaped = []
+    for key in sorted(labels):
+        value = str(labels[key]).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        escaped.append('%s="%s"' % (key, value))
+    return "{%s}" % ",".join(escaped)
+
+
+def metric_value(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+class Metrics:
+    def __init__(self):
+        self.families = []
+
+    def add(self, name, kind, help_text, samples):
+        """samples: list of (labels dict, value); values of None are left out."""
+        samples = [(labels, value) for labels, value in samples if value is not None]
+        if samples:
+            self.families.append((name, kind, help_text, samples))
+
+    def text(self):
+        lines = []
+        for name, kind, help_text, samples in self.families:
+            lines.append("# HELP %s %s" % (name, help_text.replace("\\", "\\\\").replace("\n", " ")))
+            lines.append("# TYPE %s %s" % (name, kind))
+            for labels, value in samples:
+                lines.append("%s%s %s" % (name, metric_labels(labels), metric_value(value)))
+        return "\n".join(lines) + "\n"
+
+
+def render_metrics(sample_, levels, trend, growth, alerts):
+    relay = sample_["relay"]
+    m = Metrics()
+    p = "sentry_memory_"
+    info = {"measures": relay["measures"], "release": relay["release"] or "unknown", "cgroup_mode": sample_["cgroup_mode"]}
+    m.add(p + "relay_info", "gauge", "What Relay's memory probe measures on this host (value always 1).", [(info, 1)])
+    m.add(p + "relay_used_bytes", "gauge", "Bytes Relay counts as used.", [({}, relay["used"])])
+    m.add(p + "relay_total_bytes", "gauge", "Bytes Relay counts as total.", [({}, relay["total"])])
+    m.add(p + "relay_threshold_ratio", "gauge", "Relay's health.max_memory_percent as a fraction.", [({}, float(relay["threshold"]))])
+    m.add(p + "relay_level_bytes", "gauge", "Relay's figure at which each level begins (reject: Relay answers 503).",
+          [({"level": name}, levels[name]) for name in ("warning", "critical", "reject")])
+    m.add(p + "relay_headroom_bytes", "gauge", "Bytes left before Relay rejects events (negative once it does).",
+          [({}, levels["reject"] - relay["used"])])
+    m.add(p + "relay_would_reject", "gauge", "1 when Relay answers every event with 503 now.", [({}, relay["would_reject"])])
+    m.add(p + "relay_growth_bytes_per_second", "gauge", "Robust (Theil-Sen) growth rate of Relay's figure over the trend window.",
+          [({}, trend["slope"])])
+    m.add(p + "relay_seconds_to_threshold", "gauge",
+          "Estimated seconds until Relay rejects events at the current rate; absent when not within the horizon.",
+          [({}, trend["seconds_to_threshold"])])
+    m.add(p + "alert_level", "gauge", "Alert level: 0 ok, 1 warning, 2 critical.",
+          [({"alert": key}, LEVELS.index(alerts[key]["level"])) for key in sorted(alerts)])
+    ram = sample_["ram"]
+    m.add(p + "ram_total_bytes", "gauge", "MemTotal.", [({}, ram["total"])])
+    m.add(p + "ram_available_bytes", "gauge", "MemAvailable.", [({}, ram["available"])])
+    m.add(p + "swap_total_bytes", "gauge", "SwapTotal.", [({}, sample_["swap"]["total"])])
+    m.add(p + "swap_used_bytes", "gauge", "SwapTotal - SwapFree.", [({}, sample_["swap"]["used"])])
+    pressure = sample_["pressure"] or {}
+    m.add(p + "pressure_ratio", "gauge", "Memory pressure stall averages (PSI) as fractions.",
+          [({"kind": kind, "window": w}, pressure[kind][avg] / 100.0)
+           for kind in ("some", "full") if kind in pressure
+           for w, avg in (("10s", "avg10"), ("60s", "avg60"), ("300s", "avg300")) if avg in pressure[kind]])
+    m.add(p + "pressure_stall_seconds_total", "counter", "Total memory stall time (PSI).",
+          [({"kind": kind}, pressure[kind]["total"] / 1e6) for kind in ("some", "full") if "total" in pressure.get(kind, {})])
+    m.add(p + "oom_kills_total", "counter", "OOM kills since boot (/proc/vmstat oom_kill).", [({}, sample_["oom_kills"])])
+    m.add(p + "containers_listed", "gauge", "1 when the compose project's containers could be listed.",
+          [({}, sample_["containers_listed"])])
+    containers = sample_["containers"]
+
+    def labels(c):
+        return {"service": c["service"], "container": c["name"]}
+
+    m.add(p + "container_usage_bytes", "gauge", "Container memory as docker stats shows it (usage less inactive file).",
+          [(labels(c), c.get("usage")) for c in containers])
+    m.add(p + "container_anon_bytes", "gauge", "Container anonymous memory.", [(labels(c), c.get("anon")) for c in containers])
+    m.add(p + "container_limit_bytes", "gauge", "Container memory limit (absent when none).", [(labels(c), c.get("limit")) for c in containers])
+    growth_by_name = dict((g["container"], g["bytes"]) for g in growth)
+    m.add(p + "container_growth_bytes", "gauge", "Container growth over the trend window (Theil-Sen).",
+          [(labels(c), growth_by_name.get(c["name"])) for c in containers])
+    m.add(p + "check_timestamp_seconds", "gauge", "When this check ran.", [({}, float(sample_["time"]))])
+    return m.text()
+
+
+def write_atomic(path, text, mode=0o644):
+    """Write beside the target and rename, so a reader never sees half a file."""
+    directory = os.path.dirname(path) or "."
+    handle = tempfile.NamedTemporaryFile("w", dir=directory, prefix="." + os.path.basename(path) + ".", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, mode)
+        os.rename(handle.name, path)
+    except BaseException:
+        try:
+            os.unlink(handle.name)
+        except OSError:
+            pass
+        raise
+
+
+def webhook_body(fmt, host, notifications, events, sample_, trend):
+    lines = ["[%s] %s: %s" % (host, ("RESOLVED" if n["level"] == "ok" else n["level"].upper()), n["message"]) for n in notifications]
+    lines.extend("[%s] %s: %s" % (host, e["level"].upper(), e["message"]) for e in events)
+    if fmt == "slack":
+        return {"text": "\n".join(lines)}
+    relay = sample_["relay"]
+    return {
+        "host": host,
+        "time": sample_["time"],
+        "alerts": notifications,
+        "events": events,
+        "relay": {key: relay[key] for key in ("measures", "source", "release", "used", "total", "used_percent",
+                                              "threshold", "threshold_bytes", "headroom", "would_reject")},
+        "trend": {"growth_bytes_per_second": trend["slope"], "seconds_to_threshold": trend["seconds_to_threshold"]},
+        "containers_listed": sample_["containers_listed"],
+        "notes": sample_["notes"],
+        "text": "\n".join(lines),
+    }
+
+
+def post_json(url, body, timeout, opener=None):
+    """POST body as JSON; raises on any failure, including a non-2xx answer."""
+    opener = opener or urllib_request.urlopen
+    data = json.dumps(body).encode("utf-8")
+    request = urllib_request.Request(url, data=data, headers={"Content-Type": "application/json",
+                                                              "User-Agent": "sentry-memory-alerts"})
+    response = opener(request, timeout=timeout)
+    try:
+        status = getattr(response, "status", None) or response.getcode()
+    finally:
+        response.close()
+    if not 200 <= status < 300:
+        raise IOError("HTTP %s" % status)
+    return status
+
+
+def read_secret(path):
+    with open(path) as handle:
+        return handle.read().strip()
+
+
+# --- state -----------------------------------------------------------------
+
+def load_state(path, journal):
+    try:
+        with open(path) as handle:
+            state = json.load(handle)
+        if not isinstance(state, dict) or state.get("version") != 1:
+            raise ValueError("not a version 1 state")
+        return state
+    except (IOError, OSError) as exc:
+        if os.path.exists(path):
+            journal.log("error", "cannot read the state %s (%s): starting afresh" % (path, exc))
+    except ValueError as exc:
+        journal.log("error", "the state %s is damaged (%s): starting afresh" % (path, exc))
+    return {"version": 1, "alerts": {}, "history": []}
+
+
+def save_state(path, state):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    write_atomic(path, json.dumps(state, sort_keys=True, separators=(",", ":")), 0o600)
+
+
+# --- one run ---------------------------------------------------------------
+
+def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, opener=None):
+    """Sample, evaluate, report. Returns the number of outputs that failed."""
+    now = time.time() if now is None else now
+    state = load_state(config["state_file"], journal)
+    sample_ = sample(config, now, root, run, which)
+    levels = relay_levels(config, sample_["relay"])
+    state["history"] = record(state.get("history", []), sample_, now, config)
+    trend = relay_trend(state["history"], now, sample_["relay"], levels["reject"], config)
+    growth = container_growth(state["history"], now, config)
+    previous_levels = dict((k, v["level"]) for k, v in state.get("alerts", {}).items())
+    alerts = evaluate(config, sample_, levels, trend, growth, previous_levels)
+    update_alerts(state, alerts, now)
+    events = oom_events(state, sample_)
+    host = config["host"] or socket.getfqdn()
+    failures = 0
+
+    if config["journal"]:
+        for note in sample_["notes"]:
+            journal.log("notice", note)
+        if config["journal_summary"]:
+            summary = relay_words(sample_["relay"], levels)
+            trend_text = trend_words(trend, growth, config)
+            journal.log("info", summary + (". " + trend_text if trend_text else ""))
+        for item in due(state, alerts, "journal", now, config["resend_interval_seconds"]):
+            word = "resolved" if item["level"] == "ok" else item["level"]
+            journal.log(item["level"] if item["level"] != "ok" else "notice", "%s %s: %s" % (item["key"], word, item["message"]))
+            mark_sent(state, [item], "journal", now)
+        for event in events:
+            journal.log(event["level"], "%s: %s" % (event["key"], event["message"]))
+
+    if config["metrics_file"]:
+        try:
+            write_atomic(config["metrics_file"], render_metrics(sample_, levels, trend, growth, alerts))
+        except (IOError, OSError) as exc:
+            failures += 1
+            journal.log("error", "cannot write the metrics file %s: %s" % (config["metrics_file"], exc))
+
+    if config["webhook_url_file"]:
+        notifications = due(state, alerts, "webhook", now, config["resend_interval_seconds"])
+        pending = queue_events(state, "webhook", events)
+        if notifications or pending:
+            try:
+                url = read_secret(config["webhook_url_file"])
+                post_json(url, webhook_body(config["webhook_format"], host, notifications, pending, sample_, trend),
+                          config["webhook_timeout"], opener)
+            except Exception as exc:  # pylint: disable=broad-except
+                # Any failure (DNS, TLS, HTTP, a bad URL) is the webhook's; the
+                # alert stays due and is sent again on the next run.
+                failures += 1
+                journal.log("error", "webhook failed (%s); it will be retried on the next run" % type(exc).__name__
+                            + (": %s" % exc if not isinstance(exc, ValueError) else ""))
+            else:
+                mark_sent(state, notifications, "webhook", now)
+                clear_events(state, "webhook")
+    try:
+        save_state(config["state_file"], state)
+    except (IOError, OSError) as exc:
+        failures += 1
+        journal.log("error", "cannot save the state %s: %s" % (config["state_file"], exc))
+    return failures
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Warn before Relay rejects events for lack of memory.")
+    parser.add_argument("--config", default="/etc/sentry-memory-alerts/config.json")
+    args = parser.parse_args(argv)
+    journal = Journal()
+    try:
+        config = load_config(args.config)
+        failures = run_once(config, journal)
+    except (ConfigError, hm.MemoryReadError) as exc:
+        journal.log("error", str(exc))
+        return 2
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
