@@ -13,6 +13,7 @@ README cannot drift from the specs (tests/unit/test_readme_tables.py checks).
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -38,7 +39,9 @@ def shown(value):
         return "true" if value else "false"
     if isinstance(value, str):
         return "`%s`" % value if value else '`""`'
-    return "`%s`" % yaml.safe_dump(value, default_flow_style=True, width=10000).strip().replace("|", "\\|")
+    if isinstance(value, (int, float)):
+        return "`%s`" % value
+    return "`%s`" % json.dumps(value).replace("|", "\\|")
 
 
 def table(role):

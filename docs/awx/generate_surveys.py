@@ -32,8 +32,9 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SURVEYS = os.path.join(REPO, "docs", "awx", "surveys")
 
-# The order in which the site playbook applies the roles; roles not listed come after, by name.
+# The playbook whose survey carries each role's variables, in the order the playbook applies the roles.
 SITE_ORDER = ["swap", "compose_limits", "relay_health", "memory_alerts", "restart_timer"]
+ROLE_PLAYBOOKS = {"site": SITE_ORDER, "upgrade": ["upgrade"]}
 # Per-host, set in the inventory: a survey answer would give every host the same checkout.
 INVENTORY_ONLY = {"sentry_selfhosted_dir"}
 # Playbook surveys: playbook -> (variable prefix, module whose options the variables feed).
@@ -112,11 +113,20 @@ def survey(name, description, questions):
     return {"name": name, "description": description, "spec": [q for q in questions if q is not None]}
 
 
-def role_names():
-    names = sorted(d for d in os.listdir(os.path.join(REPO, "roles"))
-                   if os.path.isfile(os.path.join(REPO, "roles", d, "meta", "argument_specs.yml")))
-    order = {name: index for index, name in enumerate(SITE_ORDER)}
-    return sorted(names, key=lambda name: (order.get(name, len(order)), name))
+def role_names(playbook="site"):
+    """The roles whose variables the playbook's survey carries; every role belongs to one playbook."""
+    present = sorted(d for d in os.listdir(os.path.join(REPO, "roles"))
+                     if os.path.isfile(os.path.join(REPO, "roles", d, "meta", "argument_specs.yml")))
+    placed = [role for roles in ROLE_PLAYBOOKS.values() for role in roles]
+    unplaced = [role for role in present if role not in placed]
+    if unplaced:
+        raise ValueError("roles in no survey (add them to ROLE_PLAYBOOKS): %s" % ", ".join(unplaced))
+    return [role for role in ROLE_PLAYBOOKS[playbook] if role in present]
+
+
+def survey_of_role(role):
+    """The survey file that carries a role's variables."""
+    return next(playbook for playbook, roles in ROLE_PLAYBOOKS.items() if role in roles) + ".json"
 
 
 def role_options(role):
@@ -149,15 +159,15 @@ def module_options(module):
     raise ValueError("%s has no DOCUMENTATION" % path)
 
 
-def site_survey():
+def role_survey(playbook):
     questions, seen = [], set()
-    for role in role_names():
+    for role in role_names(playbook):
         for variable, option in role_options(role).items():
             if variable not in seen:
                 seen.add(variable)
                 questions.append(question(variable, option))
-    return survey("sentry_selfhosted.memory.site",
-                  "Role variables of the site playbook (from each role's meta/argument_specs.yml).", questions)
+    return survey("sentry_selfhosted.memory.%s" % playbook,
+                  "Role variables of the %s playbook (from each role's meta/argument_specs.yml)." % playbook, questions)
 
 
 def playbook_survey(playbook, prefix, module):
@@ -188,7 +198,7 @@ def playbook_survey(playbook, prefix, module):
 
 def surveys():
     """File name -> survey spec, for every survey the collection's current content gives."""
-    result = {"site.json": site_survey()}
+    result = dict((playbook + ".json", role_survey(playbook)) for playbook in ROLE_PLAYBOOKS)
     for playbook, (prefix, module) in sorted(PLAYBOOKS.items()):
         spec = playbook_survey(playbook, prefix, module)
         if spec is not None:

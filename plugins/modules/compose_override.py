@@ -29,6 +29,15 @@ description:
     included, stays as it was. Lines it wrote for services the checkout no
     longer has are removed, so an upgrade that drops a service does not leave
     an override that breaks every compose command.
+  - On every run, before anything else, the override's service entries are
+    checked against the services the checkout's C(docker-compose.yml) defines
+    (all profiles). Entries the collection wrote for services the checkout no
+    longer has are removed at the next write; an entry of the operator's own
+    that names such a service (no C(image), C(build) or C(extends) of its own)
+    fails the task with its name and line, and nothing is written.
+  - With O(state=absent), every line the collection wrote is removed and the
+    operator's part stays. The upgrade playbook lifts the limits this way while
+    C(install.sh) runs its migrations.
   - Writes the key the service already uses, C(mem_limit) or
     C(deploy.resources.limits.memory), never both.
   - Before the file is replaced, C(docker compose config) validates the
@@ -46,6 +55,13 @@ options:
         profiles must be in it, and no other.
       - When not given, nothing is written.
     type: dict
+  state:
+    description:
+      - V(present) writes the limits of O(plan) (or only reads, without a plan).
+      - V(absent) removes every line the collection wrote and keeps the operator's part; O(plan) must not be given.
+    type: str
+    choices: [present, absent]
+    default: present
   backup:
     description: Keep a timestamped copy of the override when it changes.
     type: bool
@@ -82,6 +98,11 @@ EXAMPLES = r"""
   sentry_selfhosted.memory.compose_override:
     project_dir: /opt/sentry
   register: checkout
+
+- name: Lift the limits, keep the operator's own part of the override
+  sentry_selfhosted.memory.compose_override:
+    project_dir: /opt/sentry
+    state: absent
 
 - name: Write the limits and recreate what changed
   sentry_selfhosted.memory.compose_override:
@@ -137,6 +158,16 @@ nginx_reloaded:
   description: Whether nginx was reloaded after relay was recreated.
   returned: always
   type: bool
+stale_services:
+  description: Services the override names with lines of the collection only, which the checkout no longer defines (removed at the next write).
+  returned: always
+  type: list
+  elements: str
+managed_services:
+  description: Services the override holds lines of the collection for (before this run).
+  returned: always
+  type: list
+  elements: str
 notes:
   description: What was left alone and why.
   returned: always
@@ -336,6 +367,35 @@ class OverrideText:
         self._insert(end, [wanted])
         self.touched.add(id(self.lines[start]))
 
+    def service_entries(self):
+        """The entries under the top-level ``services`` key.
+
+        Each is a dict: name, line (1-based), ours (every content line carries
+        the mark), managed (some line does) and complete (the entry defines a
+        service by itself: image, build, extends or a merge key, or a flow value
+        compose judges).
+        """
+        start, end, indent = self._root()
+        index, found = self._find_key(start, end, "services")
+        if index is None or _inline_value(found.group("rest")):
+            return []
+        entries = []
+        for child, text in self._children(index, self._block_end(index, len(found.group("indent"))))[1]:
+            match = KEY_LINE.match(text)
+            if not match:
+                continue
+            block_end = self._block_end(child, _indent(text))
+            block = [self.lines[i].text.rstrip() for i in range(child, block_end) if _content(self.lines[i].text)]
+            keys = set()
+            for child_text in [t for i, t in self._children(child, block_end)[1]]:
+                key = KEY_LINE.match(child_text)
+                if key:
+                    keys.add(key.group("key"))
+            entries.append(dict(name=match.group("key"), line=child + 1,
+                                ours=all(t.endswith(MARK) for t in block), managed=any(t.endswith(MARK) for t in block),
+                                complete=bool(keys & set(["image", "build", "extends", "<<"])) or bool(_inline_value(match.group("rest")))))
+        return entries
+
     def drop_stale(self):
         """Remove managed lines this run did not set, once they hold no other line."""
         while True:
@@ -407,6 +467,58 @@ class ComposeOverride:
             # 24.8's redis has no command: the image's own (redis-server, or valkey-server for valkey images).
             command = ["valkey-server" if "valkey" in (redis.get("image") or "") else "redis-server"]
         return _strip_maxmemory(command)
+
+    def hygiene(self):
+        """Check the override's entries against the services the checkout's own compose file defines.
+
+        Runs first: an entry for a service the checkout no longer has breaks
+        every compose command (install.sh included). The collection's own are
+        dropped by the next write; the operator's are an error naming them.
+        """
+        entries = OverrideText(self.read_text()).service_entries()
+        managed = [e["name"] for e in entries if e["managed"]]
+        if not entries:
+            return [], managed
+        try:
+            defined = set(self.compose.call("--profile", "*", "config", "--services",
+                                            files=[os.path.join(self.project_dir, COMPOSE_FILE)]).split())
+        except ComposeError as exc:
+            self.fail("docker compose cannot read the checkout's own %s: %s" % (COMPOSE_FILE, exc))
+        stale = [e for e in entries if e["name"] not in defined and not e["complete"]]
+        operator = [e for e in stale if not e["ours"]]
+        if operator:
+            self.fail("%s names services that %s no longer defines: %s. These entries are your own (not written by "
+                      "sentry_selfhosted.memory): remove them, or give them an image; nothing was changed."
+                      % (self.path, COMPOSE_FILE, ", ".join("%s (line %d)" % (e["name"], e["line"]) for e in operator)),
+                      operator_stale_services=[e["name"] for e in operator], managed_services=managed)
+        if stale:
+            self.notes.append("the collection's lines for %s go: the checkout no longer defines %s"
+                              % (", ".join(e["name"] for e in stale), "it" if len(stale) == 1 else "them"))
+        return [e["name"] for e in stale], managed
+
+    def remove_managed(self, result):
+        """state=absent: drop every line of the collection, keep the operator's part (validated first)."""
+        old_text = self.read_text()
+        doc = OverrideText(old_text)
+        doc.drop_stale()
+        new_text = doc.text()
+        if new_text == old_text:
+            return result
+        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(new_text)
+            self.compose.config(files=[os.path.join(self.project_dir, COMPOSE_FILE), candidate])
+        except ComposeError as exc:
+            self.fail("the override without the collection's lines is not valid for this checkout; the file is left as it was: %s" % exc)
+        finally:
+            os.unlink(candidate)
+        result["changed"] = True
+        result["changed_services"] = list(result["managed_services"])
+        result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
+        if not self.module.check_mode:
+            self.write(new_text, result)
+        return result
 
     def read_checkout(self):
         """The merged config and the active services.
@@ -549,6 +661,10 @@ class ComposeOverride:
             version = self.compose.version()
         except ComposeError as exc:
             self.fail(str(exc))
+        state = self.params.get("state") or "present"
+        if state == "absent" and self.params["plan"] is not None:
+            self.fail("state=absent removes the collection's lines; it takes no plan")
+        stale, managed = self.hygiene()
         engine = detect_engine(self.compose.docker, self.compose.run)
         if engine["note"]:
             self.notes.append(engine["note"])
@@ -560,7 +676,11 @@ class ComposeOverride:
         result = dict(changed=False, services=services, service_profiles=profiles, override=self.path, engine=engine,
                       compose_version=".".join(str(p) for p in version),
                       limit_keys=dict((s, self.limit_key(_service_config(old_config, s))) for s in services),
-                      changed_services=[], recreated=[], nginx_reloaded=False)
+                      changed_services=[], recreated=[], nginx_reloaded=False, stale_services=stale, managed_services=managed)
+        if state == "absent":
+            result = self.remove_managed(result)
+            result["notes"] = self.notes
+            return result
         plan = self.params["plan"]
         if plan is None:
             result["notes"] = self.notes
@@ -633,6 +753,7 @@ def main():
         argument_spec=dict(
             project_dir=dict(type="path", default="/opt/sentry"),
             plan=dict(type="dict"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
             backup=dict(type="bool", default=True),
             apply=dict(type="bool", default=False),
             docker=dict(type="str", default="docker"),

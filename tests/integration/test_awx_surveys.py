@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """AWX surveys stay in step with the argument specs; every role is documented from the installed copy."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +13,9 @@ import yaml
 from conftest import REPO, tool
 
 GENERATOR = os.path.join(REPO, "docs", "awx", "generate_surveys.py")
+_SPEC = importlib.util.spec_from_file_location("generate_surveys", GENERATOR)
+generate_surveys = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(generate_surveys)
 SURVEYS = os.path.join(REPO, "docs", "awx", "surveys")
 ROLES = sorted(d for d in os.listdir(os.path.join(REPO, "roles"))
                if os.path.isdir(os.path.join(REPO, "roles", d)))
@@ -82,10 +86,10 @@ def test_surveys_are_valid_awx_specs():
                 assert item["default"] == "" or isinstance(item["default"], (int, float)), where
 
 
-def test_site_survey_covers_every_role_option_a_survey_can_carry():
-    with open(os.path.join(SURVEYS, "site.json")) as handle:
-        questions = {q["variable"]: q for q in json.load(handle)["spec"]}
+def test_role_surveys_cover_every_role_option_a_survey_can_carry():
     for role in ROLES:
+        with open(os.path.join(SURVEYS, generate_surveys.survey_of_role(role))) as handle:
+            questions = {q["variable"]: q for q in json.load(handle)["spec"]}
         defaults_file = os.path.join(REPO, "roles", role, "defaults", "main.yml")
         with open(defaults_file) as handle:
             defaults = yaml.safe_load(handle) or {}
@@ -116,7 +120,7 @@ def test_secrets_are_password_questions():
 @pytest.mark.parametrize("role", ROLES)
 def test_survey_defaults_pass_the_role_argument_spec(role, ansible_env, tmp_path):
     """What a survey sends (bools as "true"/"false", numbers, text) is accepted by the role's validation."""
-    with open(os.path.join(SURVEYS, "site.json")) as handle:
+    with open(os.path.join(SURVEYS, generate_surveys.survey_of_role(role))) as handle:
         answers = {q["variable"]: q["default"] for q in json.load(handle)["spec"]
                    if q["default"] != "" and q["variable"] in specs(role)["main"]["options"]}
     assert answers, role

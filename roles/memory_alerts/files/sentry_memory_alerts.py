@@ -33,9 +33,11 @@ except ImportError:  # pragma: no cover - Python 2 is not supported on hosts
     urllib_request = None
 
 try:
-    import host_memory as hm  # the copy installed beside this program
-except ImportError:  # unit tests import the collection's own copy
+    import host_memory as hm  # the copies installed beside this program
+    import sentry_compose as sc
+except ImportError:  # unit tests import the collection's own copies
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
 
 LEVELS = ("ok", "warning", "critical")
 # syslog priorities for the journal (sd-daemon "<N>" prefixes).
@@ -658,6 +660,12 @@ def save_state(path, state):
 def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, opener=None):
     """Sample, evaluate, report. Returns the number of outputs that failed."""
     now = time.time() if now is None else now
+    installer = sc.installer_running(config["project_dir"], root)
+    if installer is not None:
+        # An install or upgrade stops and starts the stack on purpose: no
+        # sample, no alert, no history point that would bend the trend.
+        journal.log("notice", "install.sh is running in %s (pid %d): standing aside" % (config["project_dir"], installer))
+        return 0
     state = load_state(config["state_file"], journal)
     sample_ = sample(config, now, root, run, which)
     levels = relay_levels(config, sample_["relay"])

@@ -676,3 +676,21 @@ def test_gone_container_resolution_is_retried_until_sent_then_forgotten(tmp_path
     assert step(120.0, [], True) == [("container:k", "ok")]  # sent now
     assert "container:k" not in state["alerts"]
     assert step(180.0, [], True) == []
+
+
+def test_run_stands_aside_while_install_sh_runs_in_the_checkout(tmp_path):
+    root, config = run_host(tmp_path)
+    proc = root / "proc" / "31337"
+    proc.mkdir()
+    (proc / "cmdline").write_bytes(b"bash\0./install.sh\0--skip-user-creation\0")
+    (proc / "cwd").symlink_to(config["project_dir"])
+    failures, journal = run(config, root, 1000.0, opener=None)
+    assert failures == 0
+    assert "install.sh is running in %s (pid 31337): standing aside" % config["project_dir"] in journal
+    assert not os.path.exists(config["metrics_file"])
+    assert not os.path.exists(config["state_file"])
+    (proc / "cwd").unlink()
+    (proc / "cwd").symlink_to(str(tmp_path))  # an install.sh of another checkout does not count
+    failures, journal = run(config, root, 1060.0, opener=lambda *a, **k: None)
+    assert "standing aside" not in journal
+    assert os.path.exists(config["metrics_file"])
