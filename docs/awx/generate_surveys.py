@@ -5,7 +5,8 @@
 AWX does not read meta/argument_specs.yml, so the surveys are generated:
 
 - site.json (job templates "site" and "site (check)"): every role's
-  meta/argument_specs.yml, in the order the site playbook runs the roles.
+  meta/argument_specs.yml, in the order the site playbook runs the roles,
+  after the playbook's own switches (site_swap, ..., site_serial).
 - audit.json, restart.json: the playbook's PREFIX_NAME variables that feed a
   module option NAME (memory_info, relay_restart), typed and described by the
   module's DOCUMENTATION, defaults as the playbook has them.
@@ -47,6 +48,21 @@ PLAY_VARIABLES = {
         "type": "int",
         "default": 1,
         "description": "How many hosts restart at once (the play's serial); one failed host stops the roll-out.",
+    },
+    "site_swap": {"type": "bool", "default": True, "description": "Run the swap role (tag swap)."},
+    "site_compose_limits": {"type": "bool", "default": True, "description": "Run the compose_limits role (tag compose_limits)."},
+    "site_relay_health": {"type": "bool", "default": True, "description": "Run the relay_health role (tag relay_health)."},
+    "site_memory_alerts": {"type": "bool", "default": True, "description": "Run the memory_alerts role (tag memory_alerts)."},
+    "site_restart_timer": {"type": "bool", "default": True, "description": "Run the restart_timer role (tag restart_timer)."},
+    "site_serial": {
+        "type": "str",
+        "default": "25%",
+        "description": "How many hosts at once (a number or a percentage) in the play that recreates and restarts services.",
+    },
+    "site_max_fail_percentage": {
+        "type": "int",
+        "default": 0,
+        "description": "Stop the roll-out when more than this percentage of a batch fails (0: at the first failed host).",
     },
 }
 MARKUP = re.compile(r"\b[CVOIBMLU]\(([^)]*)\)")
@@ -149,8 +165,19 @@ def module_options(module):
     raise ValueError("%s has no DOCUMENTATION" % path)
 
 
+def play_questions(playbook, prefix):
+    """Questions for the PLAY_VARIABLES named PREFIX_* that the playbook uses."""
+    path = os.path.join(REPO, "playbooks", playbook + ".yml")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return [question(variable, option) for variable, option in PLAY_VARIABLES.items()
+            if variable.startswith(prefix + "_") and re.search(r"\b%s\b" % variable, text)]
+
+
 def site_survey():
-    questions, seen = [], set()
+    questions, seen = play_questions("site", "site"), set()
     for role in role_names():
         for variable, option in role_options(role).items():
             if variable not in seen:
