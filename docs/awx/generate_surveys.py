@@ -5,7 +5,8 @@
 AWX does not read meta/argument_specs.yml, so the surveys are generated:
 
 - site.json (job templates "site" and "site (check)"): every role's
-  meta/argument_specs.yml, in the order the site playbook runs the roles.
+  meta/argument_specs.yml, in the order the site playbook runs the roles,
+  after the playbook's own switches (site_swap, ..., site_serial).
 - audit.json, restart.json: the playbook's PREFIX_NAME variables that feed a
   module option NAME (memory_info, relay_restart), typed and described by the
   module's DOCUMENTATION, defaults as the playbook has them.
@@ -48,6 +49,21 @@ PLAY_VARIABLES = {
         "type": "int",
         "default": 1,
         "description": "How many hosts restart at once (the play's serial); one failed host stops the roll-out.",
+    },
+    "site_swap": {"type": "bool", "default": True, "description": "Run the swap role (tag swap)."},
+    "site_compose_limits": {"type": "bool", "default": True, "description": "Run the compose_limits role (tag compose_limits)."},
+    "site_relay_health": {"type": "bool", "default": True, "description": "Run the relay_health role (tag relay_health)."},
+    "site_memory_alerts": {"type": "bool", "default": True, "description": "Run the memory_alerts role (tag memory_alerts)."},
+    "site_restart_timer": {"type": "bool", "default": True, "description": "Run the restart_timer role (tag restart_timer)."},
+    "site_serial": {
+        "type": "str",
+        "default": "25%",
+        "description": "How many hosts at once (a number or a percentage) in the play that recreates and restarts services.",
+    },
+    "site_max_fail_percentage": {
+        "type": "int",
+        "default": 0,
+        "description": "Stop the roll-out when more than this percentage of a batch fails (0: at the first failed host).",
     },
 }
 MARKUP = re.compile(r"\b[CVOIBMLU]\(([^)]*)\)")
@@ -159,8 +175,20 @@ def module_options(module):
     raise ValueError("%s has no DOCUMENTATION" % path)
 
 
+def play_questions(playbook, prefix):
+    """Questions for the PLAY_VARIABLES named PREFIX_* that the playbook uses."""
+    path = os.path.join(REPO, "playbooks", playbook + ".yml")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return [question(variable, option) for variable, option in sorted(PLAY_VARIABLES.items())
+            if variable.startswith(prefix + "_") and re.search(r"\b%s\b" % variable, text)]
+
+
 def role_survey(playbook):
-    questions, seen = [], set()
+    """The playbook's own switches first, then its roles' variables."""
+    questions, seen = play_questions(playbook, playbook), set()
     for role in role_names(playbook):
         for variable, option in role_options(role).items():
             if variable not in seen:
@@ -189,9 +217,7 @@ def playbook_survey(playbook, prefix, module):
         else:
             option.pop("default", None)
         questions.append(question(variable, option, comma_list=True))
-    for variable, option in sorted(PLAY_VARIABLES.items()):
-        if variable.startswith(prefix + "_") and re.search(r"\b%s\b" % variable, text):
-            questions.append(question(variable, option))
+    questions += play_questions(playbook, prefix)
     return survey("sentry_selfhosted.memory.%s" % playbook,
                   "Variables of the %s playbook (typed and described by the %s module)." % (playbook, module), questions)
 
