@@ -28,11 +28,10 @@ import sys
 import threading
 import time
 
-from conftest import HERE, Stack, ansible_env, docker
+from conftest import HERE, Stack, docker, run_playbook
 # The installed copy (conftest puts it on the path), as the modules use it.
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm  # pylint: disable=wrong-import-order
 
-REPO = os.path.dirname(os.path.dirname(HERE))
 CHAOS = os.path.join(HERE, "chaos")
 MEMORY_ROOT = "/sys/fs/cgroup/memory"
 CGROUP_PREFIX = "sentry-chaos-"
@@ -188,14 +187,9 @@ class Arm:
             "vars": dict(SITE_VARS, sentry_selfhosted_dir=directory),
             "roles": ["sentry_selfhosted.memory.compose_limits", "sentry_selfhosted.memory.relay_health"],
         }]
-        path = os.path.join(self.workdir, "site-%s.yml" % self.label)
-        with open(path, "w") as handle:
-            json.dump(play, handle)
-        playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-        proc = subprocess.run([playbook, "-i", os.path.join(REPO, "hacking", "localhost.yml"), path],
-                              env=ansible_env(), capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise AssertionError("the collection's roles failed (rc=%s): %s %s" % (proc.returncode, proc.stdout[-4000:], proc.stderr[-2000:]))
+        returncode, report = run_playbook(os.path.join(self.workdir, "site-%s.yml" % self.label), play)
+        if returncode != 0:
+            raise AssertionError("the collection's roles failed (rc=%s): %s" % (returncode, json.dumps(report)[-4000:]))
         self.stack.up()
 
     def programs(self):

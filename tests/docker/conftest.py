@@ -191,6 +191,23 @@ def ansible_env():
     return env
 
 
+def run_playbook(path, plays):
+    """Write plays to path and run them with the installed collection on localhost.
+
+    Returns ansible-playbook's exit code and its JSON report.
+    """
+    with open(str(path), "w") as handle:
+        json.dump(plays, handle)
+    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    inventory = os.path.join(os.path.dirname(os.path.dirname(HERE)), "hacking", "localhost.yml")
+    proc = subprocess.run([ansible_playbook, "-i", inventory, str(path)], env=ansible_env(),
+                          capture_output=True, text=True, check=False)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("ansible-playbook gave no JSON (rc=%s): %s %s" % (proc.returncode, proc.stdout, proc.stderr))
+
+
 @pytest.fixture(scope="session")
 def run_module():
     """Run one module of the installed collection on localhost; DOCKER_HOST reaches the module."""

@@ -8,16 +8,11 @@ run must recreate nothing.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import SERVICES_ALL, ansible_env
+from conftest import SERVICES_ALL, run_playbook
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 MIB = 1024 ** 2
 
 
@@ -28,24 +23,16 @@ def play(stack, tmp_path):
     def run(**role_vars):
         role_vars = dict(dict(compose_limits_dir=stack.dir, compose_limits_apply=True, compose_limits_total_memory_mb=8192,
                               compose_limits_use_measured=False, compose_limits_backup=False), **role_vars)
-        playbook = tmp_path / "play.yml"
-        playbook.write_text(json.dumps([{
+        returncode, data = run_playbook(tmp_path / "play.yml", [{
             "name": "Limits", "hosts": "localhost", "gather_facts": False,
             "roles": [{"role": "sentry_selfhosted.memory.compose_limits", "vars": role_vars}],
             "post_tasks": [{"name": "Hand back the result", "ansible.builtin.debug": {"var": "compose_limits_result"}}],
-        }]))
-        ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-        proc = subprocess.run([ansible_playbook, "-i", INVENTORY, str(playbook)], env=ansible_env(),
-                              capture_output=True, text=True, check=False)
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError:
-            raise AssertionError("ansible-playbook gave no JSON (rc=%s): %s %s" % (proc.returncode, proc.stdout, proc.stderr))
+        }])
         result = None
         for item in data["plays"][0]["tasks"]:
             if item["task"]["name"] == "Hand back the result":
                 result = item["hosts"]["localhost"]["compose_limits_result"]
-        return proc.returncode, result, data["stats"]["localhost"], data
+        return returncode, result, data["stats"]["localhost"], data
     yield run
     stack.write_override(None)
     stack.up()

@@ -5,17 +5,12 @@ The role (installed collection, real ansible-playbook) changes relay/config.yml,
 which notifies the handler; the handler runs the relay_restart module.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ansible_env
+from conftest import run_playbook
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 HANDLER = "Restart relay, reload nginx and wait until Relay answers ready"
 LOCK = "/run/lock/sentry-selfhosted-memory-restart.lock"
 
@@ -30,21 +25,14 @@ def play(stack, tmp_path):
 
     def run(**role_vars):
         role_vars = dict(dict(sentry_selfhosted_dir=stack.dir, relay_health_backup=False), **role_vars)
-        playbook = tmp_path / "play.yml"
-        playbook.write_text(json.dumps([{"name": "Relay health", "hosts": "localhost", "gather_facts": False,
-                                         "roles": [{"role": "sentry_selfhosted.memory.relay_health", "vars": role_vars}]}]))
-        ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-        proc = subprocess.run([ansible_playbook, "-i", INVENTORY, str(playbook)], env=ansible_env(),
-                              capture_output=True, text=True, check=False)
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError:
-            raise AssertionError("ansible-playbook gave no JSON (rc=%s): %s %s" % (proc.returncode, proc.stdout, proc.stderr))
+        returncode, data = run_playbook(tmp_path / "play.yml", [{
+            "name": "Relay health", "hosts": "localhost", "gather_facts": False,
+            "roles": [{"role": "sentry_selfhosted.memory.relay_health", "vars": role_vars}]}])
         handler = None
         for item in data["plays"][0]["tasks"]:
             if item["task"]["name"].endswith(HANDLER):
                 handler = item["hosts"]["localhost"]
-        return proc.returncode, handler, data
+        return returncode, handler, data
     yield run
     stack.set_relay_ready(True)
     with open(config, "w") as handle:
