@@ -28,6 +28,11 @@ description:
     down to fit; when the needs do not fit the budget the filter fails, with
     the numbers and the options (the errors-only profile, more RAM, or
     O(overcommit)), instead of planning limits that OOM-kill a healthy stack.
+  - Measured peaks are rounded up to 64 MiB, and a measured service's usual
+    use is its rounded peak, not its current use, so that the plan (and the
+    reservations written from it) stays the same from one run to the next
+    while the containers' use moves; it changes when a peak grows past a
+    64 MiB step.
   - Whatever the mode, no single service may reach its limit while the others
     sit at their usual use and push the host past Relay's threshold
     (O(relay_threshold)); a plan that cannot keep this fails.
@@ -85,6 +90,14 @@ options:
         containers of a service count by their largest figures.
     type: list
     elements: dict
+  remembered_peaks_mb:
+    description:
+      - Peaks in MiB per service remembered from earlier runs (the
+        C(measured_peaks_mb) of an earlier plan). A restart starts a
+        container's peak again from zero; a remembered peak still counts, as
+        if measured, so that the plan does not shrink after every restart.
+      - The role P(sentry_selfhosted.memory.compose_limits#role) keeps them in a file.
+    type: dict
   overcommit:
     description:
       - Allow the sum of the limits to exceed the budget when the needs do not
@@ -122,8 +135,11 @@ _value:
       description: Relay's threshold less the reserve, in MiB; no service's limit plus the others' usual use exceeds it.
       type: int
     services:
-      description: Per service, C(mem_limit_mb), C(memswap_limit_mb), C(mem_reservation_mb) (or null), C(swap), C(need_mb), C(source)
-        (override, measured or table) and C(share) (limit / RAM).
+      description: Per service, C(mem_limit_mb), C(memswap_limit_mb), C(mem_reservation_mb) (or null), C(swap), C(need_mb),
+        C(usual_mb), C(source) (override, measured or table) and C(share) (limit / RAM).
+      type: dict
+    measured_peaks_mb:
+      description: Per measured service, its peak rounded up to 64 MiB, the figure the plan used.
       type: dict
     environment:
       description: Per service, environment variables that must follow the limit (KAFKA_HEAP_OPTS, MAX_MEMORY_USAGE_RATIO).
@@ -172,6 +188,8 @@ KAFKA_MIN_HEAP_MB = 256
 CLICKHOUSE_RATIO = 0.8
 REDIS_MAXMEMORY_SHARE = 0.65
 MEASURED_MARGIN = 1.2
+# Peaks move a little on every run; planning from 64 MiB steps keeps a re-run's plan the same.
+MEASURED_STEP_MB = 64
 MIB = 1024 * 1024
 
 
@@ -229,19 +247,18 @@ def _service_names(services, profiles):
     return names
 
 
-def _measured_by_service(measured):
-    """Largest current and peak per service, in MiB (rounded up)."""
+def _measured_peaks(measured):
+    """Largest peak (or current use, where larger) per service, in MiB rounded up to MEASURED_STEP_MB."""
     found = {}
     for container in measured or []:
         service = container.get("service")
         if not service or container.get("error"):
             continue
-        current = container.get("current") or 0
-        peak = max(container.get("peak") or 0, current)
+        peak = max(container.get("peak") or 0, container.get("current") or 0)
         if not peak:
             continue
-        old = found.get(service, (0, 0))
-        found[service] = (max(old[0], int(math.ceil(current / float(MIB)))), max(old[1], int(math.ceil(peak / float(MIB)))))
+        steps = int(math.ceil(peak / float(MEASURED_STEP_MB * MIB)))
+        found[service] = max(found.get(service, 0), steps * MEASURED_STEP_MB)
     return found
 
 
@@ -284,7 +301,7 @@ def _not_fitting(names, needs, budget, total, ratio, reserve, threshold, profile
 
 
 def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, table=None, overrides=None,
-         measured=None, overcommit=False, relay_threshold=0.95):
+         measured=None, overcommit=False, relay_threshold=0.95, remembered_peaks_mb=None):
     """The plan described in DOCUMENTATION; raises BudgetError."""
     try:
         total = int(total_memory_mb)
@@ -309,7 +326,13 @@ def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, 
     for name, value in overrides.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise BudgetError("override for %s must be a positive integer of MiB, not %r" % (name, value))
-    seen = _measured_by_service(measured)
+    if not isinstance(remembered_peaks_mb or {}, dict):
+        raise BudgetError("remembered_peaks_mb must be a mapping of service to MiB, not %r" % (remembered_peaks_mb,))
+    remembered = dict(remembered_peaks_mb or {})
+    for name, value in remembered.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise BudgetError("remembered peak of %s must be a positive integer of MiB, not %r" % (name, value))
+    seen = _measured_peaks(list(measured or []) + [{"service": name, "peak": value * MIB} for name, value in remembered.items()])
 
     cap_total = int(relay_threshold * total) - reserve
     # Never more than what keeps the host below Relay's threshold with the OS reserve in use.
@@ -322,12 +345,12 @@ def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, 
             needs[name] = overrides[name]
             sources[name] = "override"
         elif name in seen:
-            needs[name] = max(row["min"], int(math.ceil(seen[name][1] * MEASURED_MARGIN)))
+            needs[name] = max(row["min"], int(math.ceil(seen[name] * MEASURED_MARGIN)))
             sources[name] = "measured"
         else:
             needs[name] = row["min"]
             sources[name] = "table"
-        uses[name] = min(needs[name], seen[name][0] if name in seen else row["typical"])
+        uses[name] = min(needs[name], seen.get(name, row["typical"]))
 
     free = [n for n in names if n not in overrides]
     need_sum = sum(needs.values())
@@ -398,14 +421,16 @@ def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, 
         "environment": environment,
         "kafka_heap_mb": kafka_heap,
         "redis_maxmemory_mb": redis_maxmemory,
+        "measured_peaks_mb": dict((name, seen[name]) for name in names if name in seen),
     }
 
 
 def memory_budget(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, table=None, overrides=None,
-                  measured=None, overcommit=False, relay_threshold=0.95):
+                  measured=None, overcommit=False, relay_threshold=0.95, remembered_peaks_mb=None):
     try:
         return plan(services, total_memory_mb, ratio=ratio, reserve_mb=reserve_mb, profiles=profiles, table=table,
-                    overrides=overrides, measured=measured, overcommit=overcommit, relay_threshold=relay_threshold)
+                    overrides=overrides, measured=measured, overcommit=overcommit, relay_threshold=relay_threshold,
+                    remembered_peaks_mb=remembered_peaks_mb)
     except BudgetError as exc:
         raise AnsibleFilterError("memory_budget: %s" % exc)
 

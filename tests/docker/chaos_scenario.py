@@ -184,7 +184,8 @@ class Arm:
         directory = self.stack.dir
         play = [{
             "name": "What site does to the project's services", "hosts": "localhost", "gather_facts": False,
-            "vars": dict(SITE_VARS, sentry_selfhosted_dir=directory),
+            "vars": dict(SITE_VARS, sentry_selfhosted_dir=directory,
+                         compose_limits_peaks_file=os.path.join(self.workdir, "peaks-%s.json" % self.label)),
             "roles": ["sentry_selfhosted.memory.compose_limits", "sentry_selfhosted.memory.relay_health"],
         }]
         returncode, report = run_playbook(os.path.join(self.workdir, "site-%s.yml" % self.label), play)

@@ -105,3 +105,35 @@ def test_limits_reach_the_containers_and_only_changed_services_are_recreated(sta
     assert last["relay"] != again["relay"] and last["nginx"] == again["nginx"]
     assert stack.inspect("relay")["HostConfig"]["Memory"] == pinned["relay"] * MIB
     assert reloads(stack) == reloads_before + ["reload relay=%s" % ip for ip in (first_relay_ip, relay_ip(stack))]
+
+
+def test_measured_peaks_survive_the_restart_that_resets_them(stack, play, tmp_path):
+    """Sizing from measured peaks is stable: a second run, even after the recreate
+    that started the container's peak again from zero, changes nothing."""
+    measured = dict(compose_limits_use_measured=True, compose_limits_peaks_file=str(tmp_path / "peaks.json"),
+                    # A low minimum, so that worker's need follows its measured peak.
+                    compose_limits_table={"worker": {"min": 32}})
+    # worker holds 64 MiB; a burst of 200 MiB more (written, so every page counts) raises its peak, then ends.
+    stack.compose("exec", "-T", "worker", "python3", "-c", "burst = b'x' * (200 * 1024 * 1024)")
+
+    rc, result, stats, data = play(**measured)
+    assert rc == 0, data
+    remembered = json.loads((tmp_path / "peaks.json").read_text())
+    assert remembered["worker"] >= 256 and remembered["worker"] % 64 == 0, remembered
+    limit = stack.inspect("worker")["HostConfig"]["Memory"] // MIB
+    assert limit >= remembered["worker"] * 1.2
+    assert "worker" in result["recreated"]
+    # The recreate started worker's peak again from zero; it is back near its 64 MiB.
+
+    for run in ("second", "third"):
+        rc, result, stats, data = play(**measured)
+        assert rc == 0, data
+        assert stats["changed"] == 0 and result["recreated"] == [], (run, data)
+        assert stack.inspect("worker")["HostConfig"]["Memory"] // MIB == limit, run
+
+    # Forgetting the peaks plans from worker's peak of now: its limit shrinks.
+    rc, result, stats, data = play(compose_limits_forget_peaks=True, **measured)
+    assert rc == 0, data
+    assert "worker" in result["recreated"]
+    assert stack.inspect("worker")["HostConfig"]["Memory"] // MIB < limit
+    assert json.loads((tmp_path / "peaks.json").read_text())["worker"] < remembered["worker"]

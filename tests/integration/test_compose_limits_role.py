@@ -87,3 +87,51 @@ def test_bad_input_fails_before_anything_is_written(tmp_path, ansible_env, check
     assert rc != 0
     assert message in json.dumps(data)
     assert not (checkout / OVERRIDE).exists()
+
+
+def web_limit_mb(checkout):
+    config = subprocess.run(["docker", "compose", "--project-directory", str(checkout), "config", "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    web = json.loads(config.stdout)["services"]["web"]
+    return int(web.get("mem_limit") or web["deploy"]["resources"]["limits"]["memory"]) // (1024 * 1024)
+
+
+def test_remembered_peaks_count_as_measured_and_are_kept_for_the_next_run(tmp_path, ansible_env, checkout):
+    peaks = tmp_path / "state" / "peaks.json"
+    peaks.parent.mkdir()
+    # web peaked at 2500 MiB before its last restart; worker is not a service of this checkout.
+    peaks.write_text(json.dumps({"web": 2500, "worker": 900}))
+    measured = dict(compose_limits_use_measured=True, compose_limits_peaks_file=str(peaks), compose_limits_total_memory_mb=24576)
+
+    rc, data = play(tmp_path, ansible_env, checkout, **measured)
+    assert rc == 0, data
+    assert [line for line in task(data, "Show the plan")["msg"] if line.startswith("web ")][0].endswith("measured")
+    # 2500 rounds up to 2560 MiB; the need is that plus 20%.
+    assert web_limit_mb(checkout) >= 3072
+    remembered = json.loads(peaks.read_text())
+    assert remembered.get("web") == 2560 and "worker" not in remembered
+    assert oct(peaks.stat().st_mode & 0o777) == "0o644"
+
+    rc, data = play(tmp_path, ansible_env, checkout, **measured)
+    assert rc == 0 and data["stats"]["localhost"]["changed"] == 0, data
+
+    rc, data = play(tmp_path, ansible_env, checkout, compose_limits_forget_peaks=True, **measured)
+    assert rc == 0, data
+    assert [line for line in task(data, "Show the plan")["msg"] if line.startswith("web ")][0].endswith("table")
+    assert "web" not in json.loads(peaks.read_text())
+
+
+def test_check_mode_creates_no_peaks_file(tmp_path, ansible_env, checkout):
+    peaks = tmp_path / "state" / "peaks.json"
+    rc, data = play(tmp_path, ansible_env, checkout, "--check", compose_limits_use_measured=True, compose_limits_peaks_file=str(peaks))
+    assert rc == 0, data
+    assert not peaks.parent.exists() and not (checkout / OVERRIDE).exists()
+
+
+def test_a_damaged_peaks_file_fails_before_anything_is_written(tmp_path, ansible_env, checkout):
+    peaks = tmp_path / "peaks.json"
+    peaks.write_text(json.dumps({"web": "a lot"}))
+    rc, data = play(tmp_path, ansible_env, checkout, compose_limits_use_measured=True, compose_limits_peaks_file=str(peaks))
+    assert rc != 0
+    assert "remembered peak of web must be a positive integer of MiB" in json.dumps(data)
+    assert not (checkout / OVERRIDE).exists() and json.loads(peaks.read_text()) == {"web": "a lot"}

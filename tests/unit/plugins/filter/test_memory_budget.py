@@ -91,7 +91,7 @@ def test_ratio_outside_open_interval_is_refused(ratio):
         mb.plan(SMALL, 32768, ratio=ratio)
 
 
-def test_measured_peak_raises_the_need_and_current_sets_usual_use():
+def test_measured_peak_raises_the_need_and_sets_usual_use():
     measured = [
         {"service": "web", "current": 1500 * MIB, "peak": 2500 * MIB},
         {"service": "web", "current": 900 * MIB, "peak": 1000 * MIB},  # a second replica: largest counts
@@ -100,9 +100,41 @@ def test_measured_peak_raises_the_need_and_current_sets_usual_use():
     ]
     result = mb.plan(SMALL, 16384, measured=measured, overcommit=True)
     web = result["services"]["web"]
-    assert web["need_mb"] == 3000 and web["source"] == "measured" and web["usual_mb"] == 1500
+    # 2500 MiB rounds up to 2560 (40 steps of 64 MiB); the need is that plus 20%.
+    assert web["need_mb"] == 3072 and web["source"] == "measured" and web["usual_mb"] == 2560
     assert result["services"]["nginx"]["need_mb"] == 128
     assert result["services"]["relay"]["source"] == "table"
+    assert result["measured_peaks_mb"] == {"web": 2560, "nginx": 64}
+
+
+def test_a_current_use_above_the_reported_peak_counts_as_the_peak():
+    result = mb.plan(SMALL, 16384, measured=[{"service": "web", "current": 2100 * MIB, "peak": 0}], overcommit=True)
+    assert result["measured_peaks_mb"] == {"web": 2112}
+
+
+def test_moving_use_inside_one_step_gives_the_same_plan():
+    # Between two runs the containers' use moves; the plan, and so the override, must not.
+    first = [{"service": "web", "current": 1200 * MIB, "peak": 2500 * MIB},
+             {"service": "kafka", "current": 1300 * MIB, "peak": 1500 * MIB}]
+    second = [{"service": "web", "current": 1900 * MIB, "peak": 2520 * MIB},
+              {"service": "kafka", "current": 1400 * MIB, "peak": 1530 * MIB}]
+    assert mb.plan(SMALL, 16384, measured=first, overcommit=True) == mb.plan(SMALL, 16384, measured=second, overcommit=True)
+
+
+def test_a_remembered_peak_keeps_the_plan_after_a_restart():
+    before = [{"service": "web", "current": 1200 * MIB, "peak": 2500 * MIB}]
+    # After the restart the container's own peak starts again from zero; the remembered one still counts.
+    after = [{"service": "web", "current": 300 * MIB, "peak": 310 * MIB}]
+    first = mb.plan(SMALL, 16384, measured=before, overcommit=True)
+    assert mb.plan(SMALL, 16384, measured=after, overcommit=True, remembered_peaks_mb=first["measured_peaks_mb"]) == first
+    # Without the remembered peak the plan would shrink: the memory is what keeps it.
+    assert mb.plan(SMALL, 16384, measured=after, overcommit=True) != first
+
+
+@pytest.mark.parametrize("bad", [0, -64, "512", 1.5, True])
+def test_a_remembered_peak_that_is_not_a_positive_integer_is_refused(bad):
+    with pytest.raises(mb.BudgetError, match="remembered peak of web must be a positive integer"):
+        mb.plan(SMALL, 16384, remembered_peaks_mb={"web": bad})
 
 
 def test_kafka_heap_inside_limit_and_knobs():
