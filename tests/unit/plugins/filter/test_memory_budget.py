@@ -247,3 +247,25 @@ def test_property_no_service_can_eat_the_headroom(names, ram, overcommit, data):
         assert row["mem_limit_mb"] >= row["need_mb"]
     if not overcommit:
         assert result["sum_mb"] <= result["budget_mb"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(NAMES, st.integers(8192, 131072), st.booleans(), st.data())
+def test_property_use_moving_inside_its_step_keeps_the_plan(names, ram, overcommit, data):
+    # Two runs see each container at another point of the same 64 MiB step of
+    # its peak, and at any current use up to it: the same plan, so a re-run
+    # rewrites nothing and recreates nothing.
+    steps = dict((n, data.draw(st.integers(1, 96))) for n in data.draw(st.lists(st.sampled_from(names), unique=True)))
+
+    def seen():
+        runs = []
+        for name, step in steps.items():
+            peak = data.draw(st.integers((step - 1) * 64 * MIB + 1, step * 64 * MIB))
+            runs.append({"service": name, "peak": peak, "current": data.draw(st.integers(0, peak))})
+        return runs
+
+    try:
+        first = mb.plan(names, ram, measured=seen(), overcommit=overcommit)
+    except mb.BudgetError:
+        return
+    assert mb.plan(names, ram, measured=seen(), overcommit=overcommit) == first
