@@ -34,8 +34,9 @@ description:
     while the containers' use moves; it changes when a peak grows past a
     64 MiB step.
   - Whatever the mode, no single service may reach its limit while the others
-    sit at their usual use and push the host past Relay's threshold
-    (O(relay_threshold)); a plan that cannot keep this fails.
+    sit at their usual use (a measured service: its peak) and push the host
+    past Relay's threshold (O(relay_threshold)); a plan that cannot keep this
+    fails.
   - Also returns the knobs that must follow the limits, C(KAFKA_HEAP_OPTS)
     (C(-Xms) = C(-Xmx), 1 GiB off-heap kept inside the limit), ClickHouse's
     C(MAX_MEMORY_USAGE_RATIO) (ClickHouse reads its cgroup limit, so 0.8 of
@@ -370,7 +371,7 @@ def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, 
         wanted = needs[name] + int(math.floor(extra.get(name, 0.0)))
         if needs[name] > cap:
             raise BudgetError(
-                "%s needs %d MiB (%s) but may have at most %d MiB: with the other services at their usual %d MiB and %d MiB "
+                "%s needs %d MiB (%s) but may have at most %d MiB: with the other services at their usual %d MiB (measured ones at their peaks) and %d MiB "
                 "for the OS, more would push the host past Relay's threshold (%d%% of %d MiB). Options: the errors-only profile, "
                 "more RAM, smaller overrides, or a higher relay threshold."
                 % (name, needs[name], sources[name], cap, use_sum - uses[name], reserve, round(relay_threshold * 100), total))
