@@ -34,7 +34,7 @@ description:
     while the containers' use moves; it changes when a peak grows past a
     64 MiB step.
   - Whatever the mode, no single service may reach its limit while the others
-    sit at their usual use (a measured service: its peak) and push the host
+    sit at their usual use (for a measured service, its peak) and push the host
     past Relay's threshold (O(relay_threshold)); a plan that cannot keep this
     fails.
   - Also returns the knobs that must follow the limits, C(KAFKA_HEAP_OPTS)
