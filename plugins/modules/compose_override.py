@@ -179,6 +179,7 @@ import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -451,6 +452,17 @@ class ComposeOverride:
         with open(self.path) as handle:
             return handle.read()
 
+    @contextmanager
+    def with_override(self, text):
+        """The compose files of the checkout with ``text`` as its override, in a temporary file, for compose to read."""
+        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(text)
+            yield [os.path.join(self.project_dir, COMPOSE_FILE), candidate]
+        finally:
+            os.unlink(candidate)
+
     @staticmethod
     def limit_key(service):
         """The key a service already uses: deploy when it has a deploy memory limit and no mem_limit."""
@@ -504,15 +516,11 @@ class ComposeOverride:
         new_text = doc.text()
         if new_text == old_text:
             return result
-        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
         try:
-            with os.fdopen(handle, "w") as out:
-                out.write(new_text)
-            self.compose.config(files=[os.path.join(self.project_dir, COMPOSE_FILE), candidate])
+            with self.with_override(new_text) as files:
+                self.compose.config(files=files)
         except ComposeError as exc:
             self.fail("the override without the collection's lines is not valid for this checkout; the file is left as it was: %s" % exc)
-        finally:
-            os.unlink(candidate)
         result["changed"] = True
         result["changed_services"] = list(result["managed_services"])
         result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
@@ -536,17 +544,11 @@ class ComposeOverride:
         doc.drop_stale()
         if doc.text() == before:
             self.fail("docker compose cannot read the checkout with its override: %s" % first)
-        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
         try:
-            with os.fdopen(handle, "w") as out:
-                out.write(doc.text())
-            files = [os.path.join(self.project_dir, COMPOSE_FILE), candidate]
-            config, services = self.compose.config(files=files), self.compose.services(files=files)
+            with self.with_override(doc.text()) as files:
+                config, services = self.compose.config(files=files), self.compose.services(files=files)
         except ComposeError:
             self.fail("docker compose cannot read the checkout with its override, even without the collection's lines: %s" % first)
-        finally:
-            if os.path.exists(candidate):
-                os.unlink(candidate)
         self.notes.append("the override did not work with this checkout (%s); the collection's own lines are rewritten" % first)
         return config, services
 
@@ -627,15 +629,11 @@ class ComposeOverride:
 
     def validate(self, new_text, old_config, expected):
         """Run compose config on the checkout plus the new text; return the merged result."""
-        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
         try:
-            with os.fdopen(handle, "w") as out:
-                out.write(new_text)
-            new_config = self.compose.config(files=[os.path.join(self.project_dir, COMPOSE_FILE), candidate])
+            with self.with_override(new_text) as files:
+                new_config = self.compose.config(files=files)
         except ComposeError as exc:
             self.fail("the new override is not valid for this checkout; the old file is left in place: %s" % exc)
-        finally:
-            os.unlink(candidate)
         problems = self.check_result(new_config, expected)
         if self.managed_view(new_config, expected) != self.managed_view(old_config, expected):
             problems.append("the merged configuration differs outside the managed keys")
