@@ -17,6 +17,14 @@ def tool(name):
     return os.path.join(BIN, name)
 
 
+def task(data, name):
+    """The localhost result of the first play's task called name (without its role prefix), from the json callback's report."""
+    for item in data["plays"][0]["tasks"]:
+        if item["task"]["name"].split(" : ")[-1] == name:
+            return item["hosts"]["localhost"]
+    raise AssertionError("no task %r" % name)
+
+
 @pytest.fixture(scope="session")
 def installed_collection(tmp_path_factory):
     """Build the tarball and install it into an empty collections path."""

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, tool
+from conftest import REPO, task, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkout")
@@ -39,13 +39,6 @@ def play(tmp_path, ansible_env, checkout, *extra, **role_vars):
     proc = subprocess.run([tool("ansible-playbook"), "-i", INVENTORY, str(playbook)] + list(extra),
                           env=ansible_env, capture_output=True, text=True, check=False)
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {"raw": proc.stdout + proc.stderr}
-
-
-def task(data, name):
-    for item in data["plays"][0]["tasks"]:
-        if item["task"]["name"].endswith(name):
-            return item["hosts"]["localhost"]
-    raise AssertionError("no task %r" % name)
 
 
 def test_role_writes_then_is_idempotent_and_check_mode_shows_a_diff(tmp_path, ansible_env, checkout):

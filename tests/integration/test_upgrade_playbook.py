@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, tool
+from conftest import REPO, task, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
@@ -100,13 +100,6 @@ def limits_for(checkout, ram_mb=20480):
     compose = SentryCompose(str(checkout), run)
     Module.params["plan"] = budget_plan(compose.services(), ram_mb, overcommit=True)
     co.ComposeOverride(Module(), compose).run()
-
-
-def task(data, name):
-    for item in data["plays"][0]["tasks"]:
-        if item["task"]["name"].split(" : ")[-1] == name:
-            return item["hosts"]["localhost"]
-    raise AssertionError("no task %r" % name)
 
 
 def compose_ok(checkout):
