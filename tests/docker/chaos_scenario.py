@@ -166,10 +166,9 @@ class Arm:
         self.stack.up()
         # Every container must be in the parent, or its limit proves nothing.
         for service, container in self.stack.containers().items():
-            with open("/proc/%d/cgroup" % container["State"]["Pid"]) as handle:
-                memory = [line.split(":", 2)[2] for line in handle.read().splitlines() if ":memory:" in line]
-            if not memory or not memory[0].startswith("/%s/" % self.cgroup):
-                raise AssertionError("%s is not in the parent cgroup %s: %s" % (service, self.cgroup, memory))
+            memory = hm.cgroup_dir_of_pid(container["State"]["Pid"], "v1")
+            if not memory.startswith(self.parent + "/"):
+                raise AssertionError("%s is not in the parent cgroup %s: %s" % (service, self.parent, memory))
 
     def teardown(self):
         """Containers first, then the cgroup (rmdir only once they are gone). Returns what is left."""
