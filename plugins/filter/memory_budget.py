@@ -2,7 +2,7 @@
 # Copyright: sentry_selfhosted.memory contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Memory limits for every service of a self-hosted Sentry checkout, held to a budget of RAM.
+"""Memory limits for every service of a self-hosted Sentry checkout, sized for the host.
 
 Pure computation: no I/O. The compose_limits role feeds it the services of the
 checkout, the host's RAM and (when the host has them) the measured figures of
@@ -19,41 +19,47 @@ short_description: Plan a memory limit for every service of a self-hosted Sentry
 version_added: 0.1.0
 author: sentry_selfhosted.memory maintainers (@sentry-selfhosted)
 description:
-  - Gives every service a memory limit at or above what it needs, and shares
-    the rest of a budget of RAM by weight, so that the sum of the limits stays
-    within O(ratio) of RAM, and below Relay's threshold once O(reserve_mb)
-    is left to the OS and Docker.
-  - What a service needs is its measured peak plus 20% where O(measured) has
-    it, else the minimum of its row in the table. A measured need is never cut
-    down to fit; when the needs do not fit the budget the filter fails, with
-    the numbers and the options (the errors-only profile, more RAM, or
-    O(overcommit)), instead of planning limits that OOM-kill a healthy stack.
-  - Measured peaks are rounded up to 64 MiB, and a measured service's usual
-    use is its rounded peak, not its current use, so that the plan (and the
-    reservations written from it) stays the same from one run to the next
-    while the containers' use moves; it changes when a peak grows past a
-    64 MiB step.
-  - Whatever the mode, no single service may reach its limit while the others
-    sit at their usual use (for a measured service, its peak) and push the host
-    past Relay's threshold (O(relay_threshold)); a plan that cannot keep this
-    fails.
+  - Gives every service a usual figure, written as its C(mem_reservation), and
+    a limit above it. The usual figure is the service's measured peak where
+    O(measured) or O(remembered_peaks_mb) has one, else its row of the table.
+  - "The rule that protects the host, checked for every service: that service
+    at its limit, with every other service at its usual figure and
+    O(reserve_mb) left to the OS, stays below Relay's threshold of RAM
+    (O(relay_threshold)). A leak is then killed inside its own container
+    before the host fills, and Relay, which has a limit of its own, measures
+    only itself."
+  - The limits may add up to more than RAM (the plan says so in
+    C(overcommitted)); only one service at a time is assumed to misbehave.
+    With O(strict) the sum of the limits is instead held to O(ratio) of RAM.
+  - Spare RAM (what the usual figures leave below Relay's threshold) is shared
+    out by weight, so a larger host gets larger limits, never past a row's
+    C(max) nor past the rule above.
+  - When the usual figures themselves do not fit (for example the
+    feature-complete profile on 8 GiB), the result has C(fits) false and a
+    C(refusal) sentence with the totals and the options that would fit this
+    host; nothing is planned. Bad input (a malformed table, override or
+    remembered peak) raises an error.
+  - A service measured far above its row (past the row's C(max) and three times
+    its usual figure) is flagged as a suspected leak; its leaked peak lifts
+    neither its limit nor its usual figure, and it is not remembered.
+  - Measured peaks are rounded up to 64 MiB so that the plan stays the same
+    from one run to the next while the containers' use moves.
+  - Relay's limit is at least its usual (post-burst) figure divided by its
+    threshold plus 15%, so that a healthy Relay stays below the threshold it
+    measures against its own limit.
   - Also returns the knobs that must follow the limits, C(KAFKA_HEAP_OPTS)
     (C(-Xms) = C(-Xmx), 1 GiB off-heap kept inside the limit), ClickHouse's
     C(MAX_MEMORY_USAGE_RATIO) (ClickHouse reads its cgroup limit, so 0.8 of
     its own limit) and Redis' C(maxmemory) (65% of its limit, BGSAVE's
     copy-on-write counts against the cgroup).
-  - "Default table (MiB; min = lowest limit, typical = usual use, max = where
-    growth by weight stops). Figures from footprints reported on healthy
-    16 GB hosts in getsentry/self-hosted issues #2539, #3053 and #3330
-    (kafka about 1.4 GiB, web about 1.1 GiB, relay up to 1.5 GiB, snuba
-    consumers 180-330 MiB, sentry consumers 70-400 MiB); web and snuba-api
-    minimums cover the migrations that C(install.sh) runs in one-off
-    containers, which inherit the override."
+  - The default table and its sources are in the filter's source
+    (C(DEFAULT_TABLE)); the role's README shows it.
 options:
   _input:
     description:
-      - The services. Names, or dicts with C(name) and C(profiles) (a list;
-        empty for services that are always on).
+      - The services. Names, or dicts with C(name), C(profiles) (a list; empty
+        for services that are always on) and C(workers) (the service's
+        concurrency where it has one, for example C(taskworker --concurrency)).
     type: list
     elements: raw
     required: true
@@ -61,14 +67,22 @@ options:
     description: The host's RAM in MiB.
     type: int
     required: true
+  reserve_mb:
+    description: RAM kept for the OS, dockerd and the containerd shims.
+    type: int
+    default: 512
+  relay_threshold:
+    description: Relay's C(health.max_memory_percent), as a fraction.
+    type: float
+    default: 0.95
+  strict:
+    description: Hold the sum of the limits to O(ratio) of RAM (and below Relay's threshold less O(reserve_mb)).
+    type: bool
+    default: false
   ratio:
-    description: Share of RAM the sum of the limits may reach, in (0, 1).
+    description: With O(strict), the share of RAM the sum of the limits may reach, in (0, 1).
     type: float
     default: 0.75
-  reserve_mb:
-    description: RAM kept for the OS, dockerd and the containerd shims; the budget is at most O(relay_threshold) * RAM less this.
-    type: int
-    default: 1024
   profiles:
     description:
       - Active compose profiles. When given, dict services whose C(profiles)
@@ -78,11 +92,12 @@ options:
   table:
     description:
       - Rows merged over the default table, by service name or shell pattern
-        (C(snuba-*)). Keys C(min), C(typical), C(max) (MiB), C(weight),
-        C(swap) (bool), C(reserve) (bool, sets C(mem_reservation)).
+        (C(snuba-*)). Keys C(usual), C(min), C(max) (MiB), C(weight), C(swap)
+        (bool) and C(per_worker) (MiB added to C(usual), C(min) and C(max) per
+        worker of the service's C(workers)).
     type: dict
   overrides:
-    description: Exact limits in MiB for some services; honoured as given.
+    description: Exact limits in MiB for some services; honoured as given when they keep the rule.
     type: dict
   measured:
     description:
@@ -99,24 +114,17 @@ options:
         if measured, so that the plan does not shrink after every restart.
       - The role P(sentry_selfhosted.memory.compose_limits#role) keeps them in a file.
     type: dict
-  overcommit:
-    description:
-      - Allow the sum of the limits to exceed the budget when the needs do not
-        fit it. Each service then gets what it needs, still capped so that it
-        alone cannot push the host past Relay's threshold.
-    type: bool
-    default: false
-  relay_threshold:
-    description: Relay's C(health.max_memory_percent), as a fraction.
-    type: float
-    default: 0.95
 """
 
 EXAMPLES = r"""
 - name: Plan limits for the services of the checkout on a 16 GiB host
   ansible.builtin.set_fact:
-    plan: "{{ ['kafka', 'clickhouse', 'postgres', 'redis', 'web', 'relay', 'nginx']
-              | sentry_selfhosted.memory.memory_budget(total_memory_mb=16384, overrides={'relay': 3072}) }}"
+    plan: "{{ checkout.service_profiles | sentry_selfhosted.memory.memory_budget(total_memory_mb=16384) }}"
+
+- name: Stop when the host is too small for the stack
+  ansible.builtin.fail:
+    msg: "{{ plan.refusal }}"
+  when: not plan.fits
 
 - name: Size from what the containers use now
   ansible.builtin.set_fact:
@@ -128,19 +136,23 @@ _value:
   description: The plan.
   type: dict
   contains:
+    fits: {description: Whether the usual figures fit the host; without it nothing else is planned., type: bool}
+    refusal: {description: "When C(fits) is false: one sentence with the totals and the options that would fit.", type: str}
     total_memory_mb: {description: RAM the plan is for., type: int}
-    budget_mb: {description: "min(ratio * RAM, relay_threshold * RAM - reserve).", type: int}
+    threshold_mb: {description: "Relay's threshold of RAM less O(reserve_mb): what every single-fault case stays under.", type: int}
+    usual_sum_mb: {description: Sum of the usual figures (the reservations)., type: int}
+    headroom_mb: {description: C(threshold_mb) less C(usual_sum_mb); no service's limit exceeds its usual figure by more., type: int}
     sum_mb: {description: Sum of the limits., type: int}
-    overcommitted: {description: Whether the sum exceeds the budget (only with O(overcommit))., type: bool}
-    headroom_cap_mb:
-      description: Relay's threshold less the reserve, in MiB; no service's limit plus the others' usual use exceeds it.
-      type: int
+    budget_mb: {description: "With O(strict): min(ratio * RAM, C(threshold_mb)); else null.", type: int}
+    overcommitted: {description: Whether the limits add up to more than RAM., type: bool}
     services:
-      description: Per service, C(mem_limit_mb), C(memswap_limit_mb), C(mem_reservation_mb) (or null), C(swap), C(need_mb),
-        C(usual_mb), C(source) (override, measured or table) and C(share) (limit / RAM).
+      description: Per service, C(mem_limit_mb), C(memswap_limit_mb), C(mem_reservation_mb), C(swap), C(floor_mb) (the lowest
+        limit it may have), C(usual_mb), C(source) (override, measured or table), C(share) (limit / RAM), and
+        C(suspected_leak_mb) (the measured peak) where a leak is suspected.
       type: dict
+    suspected_leaks: {description: Services measured far above their row., type: list, elements: str}
     measured_peaks_mb:
-      description: Per measured service, its peak rounded up to 64 MiB, the figure the plan used.
+      description: Per measured service (suspected leaks left out), its peak rounded up to 64 MiB, the figure the plan used.
       type: dict
     environment:
       description: Per service, environment variables that must follow the limit (KAFKA_HEAP_OPTS, MAX_MEMORY_USAGE_RATIO).
@@ -154,48 +166,94 @@ import math
 
 from ansible.errors import AnsibleFilterError
 
-# name or pattern: (min, typical, max, weight, swap, reserve), MiB. First match wins; see DOCUMENTATION.
+MIB = 1024 * 1024
+
+
+def _r(usual, min, max, weight, swap, per_worker=0):  # pylint: disable=redefined-builtin
+    return dict(usual=usual, min=min, max=max, weight=weight, swap=swap, per_worker=per_worker)
+
+
+# Name or pattern: usual (what a healthy service holds on a 16 GiB host; its
+# reservation), min (the lowest limit: the largest healthy footprint reported,
+# with a margin), max (where sharing out spare RAM stops), weight (its share of
+# spare RAM), swap (may it swap; never for the stores). MiB. An exact name wins
+# over a pattern, then the first matching pattern.
+# Sources: self-hosted #3053 (24.4.1, 54 containers, 14 GB on 16 GB: relay
+# 1.48 GiB), #2539 (24.11.2: kafka 1.40 GiB, web 1.08 GiB, attachments-consumer
+# 637 MiB, worker 574 MiB, generic-metrics-consumer 407 MiB), #1719 (worker
+# 875 MiB), #2064 (sentry consumers 70-100 MiB idle), #2355 (snuba consumers
+# 50-100 MiB, sentry ingest consumers 60-130 MiB), the brief's footprints
+# (snuba consumers 120-330 MiB, sentry consumers 70-400 MiB), relay #3874
+# (Relay's RSS does not shrink after a burst), snuba #7868 (snuba-api grows
+# about 20 MB/h).
 DEFAULT_TABLE = [
-    ("kafka", dict(min=2048, typical=1434, max=4096, weight=3, swap=False, reserve=True)),
-    ("clickhouse", dict(min=2048, typical=1024, max=8192, weight=4, swap=False, reserve=True)),
-    ("postgres", dict(min=1024, typical=300, max=4096, weight=2, swap=False, reserve=True)),
-    ("redis", dict(min=512, typical=150, max=2048, weight=1, swap=False, reserve=True)),
-    ("relay", dict(min=2048, typical=1024, max=6144, weight=4, swap=True, reserve=True)),
-    ("web", dict(min=2048, typical=1126, max=4096, weight=3, swap=True, reserve=False)),
-    ("snuba-api", dict(min=1024, typical=300, max=2048, weight=1, swap=True, reserve=False)),
-    ("symbolicator", dict(min=1024, typical=300, max=4096, weight=2, swap=True, reserve=False)),
-    ("worker", dict(min=1024, typical=500, max=2048, weight=1, swap=True, reserve=False)),
-    ("taskworker", dict(min=1024, typical=500, max=2048, weight=1, swap=True, reserve=False)),
-    ("sentry-cleanup", dict(min=1024, typical=300, max=2048, weight=0, swap=True, reserve=False)),
-    ("taskbroker", dict(min=512, typical=200, max=2048, weight=1, swap=True, reserve=False)),
-    ("seaweedfs", dict(min=512, typical=100, max=2048, weight=1, swap=True, reserve=False)),
-    ("zookeeper", dict(min=512, typical=300, max=1024, weight=0, swap=False, reserve=False)),
-    ("memcached", dict(min=128, typical=64, max=512, weight=0, swap=True, reserve=False)),
-    ("pgbouncer", dict(min=64, typical=16, max=256, weight=0, swap=True, reserve=False)),
-    ("nginx", dict(min=128, typical=32, max=256, weight=0, swap=True, reserve=False)),
-    ("smtp", dict(min=64, typical=16, max=128, weight=0, swap=True, reserve=False)),
-    ("geoipupdate", dict(min=128, typical=32, max=256, weight=0, swap=True, reserve=False)),
-    ("*-cleanup", dict(min=256, typical=64, max=512, weight=0, swap=True, reserve=False)),
-    ("snuba-*", dict(min=320, typical=150, max=1024, weight=1, swap=True, reserve=False)),
-    ("*consumer*", dict(min=384, typical=120, max=1024, weight=1, swap=True, reserve=False)),
-    ("ingest-*", dict(min=384, typical=120, max=1024, weight=1, swap=True, reserve=False)),
-    ("post-process-forwarder-*", dict(min=384, typical=120, max=1024, weight=1, swap=True, reserve=False)),
+    # Stores. Kafka: 1 GiB heap (KAFKA_HEAP_OPTS) plus about 1 GiB off-heap.
+    ("kafka", _r(1152, 2048, 4096, 3, False)),
+    # ClickHouse caps its server memory at MAX_MEMORY_USAGE_RATIO (0.8) of its own limit.
+    ("clickhouse", _r(640, 1536, 8192, 4, False)),
+    ("postgres", _r(128, 1024, 4096, 2, False)),
+    ("pgbouncer", _r(16, 64, 256, 0, False)),
+    ("redis", _r(32, 512, 2048, 1, False)),
+    ("zookeeper", _r(192, 512, 1024, 0, False)),
+    ("memcached", _r(64, 128, 512, 0, True)),  # memcached's default cache is 64 MB
+    ("seaweedfs", _r(64, 512, 2048, 1, True)),
+    ("seaweedfs-*", _r(32, 256, 1024, 0, True)),
+    # Relay's limit also follows its post-burst RSS and its threshold (RELAY_POST_BURST_MB, see Sizing).
+    ("relay", _r(1024, 1920, 6144, 4, True)),
+    # web and snuba-api minimums also cover install.sh's migrations, run in one-off containers that inherit the override.
+    ("web", _r(896, 1792, 4096, 3, True)),
+    ("snuba-api", _r(192, 1024, 2048, 1, True)),
+    ("symbolicator", _r(128, 896, 4096, 2, True)),
+    ("vroom", _r(32, 256, 1024, 0, True)),
+    ("uptime-checker", _r(32, 256, 1024, 0, True)),
+    ("nginx", _r(16, 128, 256, 0, True)),
+    ("smtp", _r(16, 64, 128, 0, True)),
+    ("geoipupdate", _r(16, 128, 256, 0, True)),
+    # Sentry's task runners: Celery (24.x-25.x), then taskbroker/taskworker; a taskworker grows with its --concurrency.
+    ("worker", _r(320, 1152, 3072, 2, True)),
+    ("cron", _r(96, 512, 1024, 0, True)),
+    ("taskbroker", _r(64, 512, 2048, 1, True)),
+    ("taskscheduler", _r(96, 512, 1024, 0, True)),
+    ("taskworker", _r(192, 640, 2048, 2, True, per_worker=64)),
+    ("launchpad-taskworker", _r(128, 384, 1024, 1, True, per_worker=64)),
+    # sentry-cleanup runs `sentry cleanup` nightly: idle most of the day, about 0.5 GiB while it works.
+    ("sentry-cleanup", _r(32, 768, 2048, 0, True)),
+    ("*-cleanup", _r(16, 256, 512, 0, True)),
+    # Sentry's consumers (Python, the sentry image); attachments and replays hold whole payloads.
+    ("attachments-consumer", _r(192, 1024, 2048, 1, True)),
+    ("ingest-replay-recordings", _r(128, 768, 2048, 1, True)),
+    ("snuba-*", _r(64, 448, 1024, 1, True)),  # snuba's consumers (mostly rust-consumer), replacer, subscriptions
+    ("*-consumer", _r(80, 512, 1024, 1, True)),
+    ("*-consumer-*", _r(80, 512, 1024, 1, True)),
+    ("ingest-*", _r(80, 512, 1024, 1, True)),
+    ("post-process-forwarder-*", _r(80, 512, 1024, 1, True)),
+    ("monitors-clock-*", _r(80, 512, 1024, 1, True)),
+    ("process-*", _r(80, 512, 1024, 1, True)),  # process-spans, process-segments
+    ("uptime-results", _r(80, 512, 1024, 1, True)),
 ]
 # Services the table does not know: a small Python process.
-DEFAULT_ROW = dict(min=320, typical=120, max=1024, weight=1, swap=True, reserve=False)
+DEFAULT_ROW = _r(80, 512, 1024, 1, True)
+ROW_KEYS = sorted(DEFAULT_ROW)
 
 KAFKA_OFF_HEAP_MB = 1024
 KAFKA_MIN_HEAP_MB = 256
 CLICKHOUSE_RATIO = 0.8
 REDIS_MAXMEMORY_SHARE = 0.65
 MEASURED_MARGIN = 1.2
+# Relay's RSS after a burst, which it keeps (relay #3874; 1.48 GiB in self-hosted #3053).
+RELAY_POST_BURST_MB = 1536
+# Relay's limit keeps its post-burst figure this far below the threshold it measures against that limit.
+RELAY_MARGIN = 1.15
+# A measured peak past the row's max and this many times its usual figure is a suspected leak.
+LEAK_FACTOR = 3
 # Peaks move a little on every run; planning from 64 MiB steps keeps a re-run's plan the same.
 MEASURED_STEP_MB = 64
-MIB = 1024 * 1024
+# Profiles upstream ships; services of neither are always on.
+ERRORS_ONLY = "errors-only"
 
 
 class BudgetError(ValueError):
-    """The plan cannot be made; the message names the numbers."""
+    """The input is malformed; the message says which part."""
 
 
 def _row(name, table):
@@ -209,13 +267,20 @@ def _row(name, table):
 
 
 def _merged_table(extra):
+    if not isinstance(extra or {}, dict):
+        raise BudgetError("table must be a mapping of service name or pattern to a row, not %r" % (extra,))
     table = [(pattern, dict(row)) for pattern, row in DEFAULT_TABLE]
     for pattern, changes in (extra or {}).items():
         if not isinstance(changes, dict):
             raise BudgetError("table row %r must be a dict, not %r" % (pattern, changes))
-        unknown = set(changes) - set(DEFAULT_ROW)
+        unknown = set(changes) - set(ROW_KEYS)
         if unknown:
-            raise BudgetError("table row %r has unknown keys %s (known: %s)" % (pattern, sorted(unknown), sorted(DEFAULT_ROW)))
+            hint = " (typical is now usual; every service gets a reservation)" if unknown & {"typical", "reserve"} else ""
+            raise BudgetError("table row %r has unknown keys %s (known: %s)%s" % (pattern, sorted(unknown), ROW_KEYS, hint))
+        for key, value in changes.items():
+            wanted = bool if key == "swap" else int
+            if isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted):
+                raise BudgetError("table row %r: %s must be %s, not %r" % (pattern, key, "true or false" if wanted is bool else "an integer", value))
         for known_pattern, row in table:
             if known_pattern == pattern:
                 row.update(changes)
@@ -225,27 +290,43 @@ def _merged_table(extra):
             row.update(changes)
             table.insert(0, (pattern, row))
     for pattern, row in table:
-        if not 0 < row["min"] <= row["max"] or row["weight"] < 0 or row["typical"] < 0:
-            raise BudgetError("table row %r needs 0 < min <= max, weight >= 0, typical >= 0: %r" % (pattern, row))
+        if not 0 < row["min"] <= row["max"] or row["weight"] < 0 or row["usual"] < 0 or row["per_worker"] < 0:
+            raise BudgetError("table row %r needs 0 < min <= max, and weight, usual, per_worker >= 0: %r" % (pattern, row))
     return table
 
 
-def _service_names(services, profiles):
-    names = []
-    for item in services or []:
+def _services(services, profiles):
+    """Sorted names (compose lists them in a varying order), their profiles and workers."""
+    if not isinstance(services, (list, tuple)):
+        raise BudgetError("the services must be a list, not %r" % (services,))
+    names, profiles_of, workers_of = [], {}, {}
+    for item in services:
+        own, workers = [], None
         if isinstance(item, dict):
-            name, own = item.get("name"), item.get("profiles") or []
+            name, own, workers = item.get("name"), item.get("profiles") or [], item.get("workers")
             if profiles is not None and own and not set(own) & set(profiles):
                 continue
         else:
             name = item
         if not isinstance(name, str) or not name:
             raise BudgetError("a service must be a name or a dict with a name: %r" % (item,))
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise BudgetError("workers of %s must be a positive integer, not %r" % (name, workers))
         if name not in names:
             names.append(name)
+            profiles_of[name], workers_of[name] = list(own), workers
     if not names:
         raise BudgetError("no services to plan for")
-    return names
+    return sorted(names), profiles_of, workers_of
+
+
+def _positive_mib(what, mapping):
+    if not isinstance(mapping or {}, dict):
+        raise BudgetError("%s must be a mapping of service to MiB, not %r" % (what, mapping))
+    for name, value in (mapping or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise BudgetError("%s of %s must be a positive integer of MiB, not %r" % (what, name, value))
+    return dict(mapping or {})
 
 
 def _measured_peaks(measured):
@@ -263,8 +344,12 @@ def _measured_peaks(measured):
     return found
 
 
+def _steps_up(mb):
+    return int(math.ceil(mb / float(MEASURED_STEP_MB))) * MEASURED_STEP_MB
+
+
 def _water_fill(remaining, rooms, weights):
-    """Share ``remaining`` by weight, none beyond its room; non-decreasing in ``remaining``."""
+    """Share ``remaining`` by weight, none beyond its room (strict mode: the sum is what is bounded)."""
     extra = dict((name, 0.0) for name in rooms)
     active = [n for n in rooms if rooms[n] > 0 and weights[n] > 0]
     while active and remaining > 1e-9:
@@ -281,170 +366,241 @@ def _water_fill(remaining, rooms, weights):
     return extra
 
 
-def _not_fitting(names, needs, budget, total, ratio, reserve, threshold, profiles_of):
-    biggest = sorted(names, key=lambda n: -needs[n])[:6]
-    need_sum = sum(needs.values())
-    ram_needed = int(math.ceil(max(need_sum / ratio, (need_sum + reserve) / threshold)))
-    text = ("The %d services need %d MiB of limits (largest: %s) but the budget is %d MiB "
-            "(%d%% of %d MiB RAM, %d MiB kept for the OS). Options: "
-            % (len(names), need_sum, ", ".join("%s %d" % (n, needs[n]) for n in biggest), budget, round(ratio * 100), total, reserve))
-    options = []
-    optional = [n for n in names if profiles_of.get(n)]
-    if optional:
-        options.append("the errors-only profile (COMPOSE_PROFILES=errors-only drops %d services, %d MiB)"
-                       % (len(optional), sum(needs[n] for n in optional)))
-    else:
-        options.append("the errors-only profile (COMPOSE_PROFILES=errors-only, fewer services)")
-    options.append("more RAM (at least %d MiB at this ratio)" % ram_needed)
-    options.append("allow overcommit (compose_limits_overcommit: true; each service is still capped so that it alone "
-                   "cannot push the host past Relay's threshold)")
-    return text + "; ".join(options) + "."
+class Sizing:
+    """Usual figure and floor of every service, and whether they fit a host."""
+
+    def __init__(self, names, rows, workers_of, seen, overrides, relay_threshold):
+        self.names = names
+        self.usual, self.floor, self.source, self.leaks = {}, {}, {}, {}
+        for name in names:
+            row = rows[name]
+            extra = row["per_worker"] * (workers_of.get(name) or 0)
+            usual, floor, top = row["usual"] + extra, row["min"] + extra, row["max"] + extra
+            peak = seen.get(name)
+            if peak and peak > max(top, LEAK_FACTOR * usual):
+                self.leaks[name] = peak
+                peak = None
+            if name in overrides:
+                self.source[name] = "override"
+                floor = overrides[name]
+                usual = min(floor, peak or usual)
+            elif peak:
+                self.source[name] = "measured"
+                usual, floor = peak, max(floor, int(math.ceil(peak * MEASURED_MARGIN)))
+            else:
+                self.source[name] = "table"
+            if name == "relay" and name not in overrides:
+                floor = max(floor, _steps_up(max(usual, RELAY_POST_BURST_MB) * RELAY_MARGIN / relay_threshold))
+            self.usual[name], self.floor[name] = usual, floor
+        self.usual_sum = sum(self.usual.values())
+
+    def gap(self):
+        """The service whose floor lies furthest above its usual figure, and by how much."""
+        name = max(self.names, key=lambda n: (self.floor[n] - self.usual[n], n))
+        return name, self.floor[name] - self.usual[name]
+
+    def needs_mb(self):
+        """Below Relay's threshold, less the OS reserve, the host must hold this."""
+        return self.usual_sum + max(0, self.gap()[1])
 
 
-def plan(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, table=None, overrides=None,
-         measured=None, overcommit=False, relay_threshold=0.95, remembered_peaks_mb=None):
-    """The plan described in DOCUMENTATION; raises BudgetError."""
-    try:
-        total = int(total_memory_mb)
-        reserve = int(reserve_mb)
-        ratio = float(ratio)
-        relay_threshold = float(relay_threshold)
-    except (TypeError, ValueError):
-        raise BudgetError("total_memory_mb and reserve_mb must be integers, ratio and relay_threshold numbers")
-    if not 0 < ratio < 1:
-        raise BudgetError("ratio must be in (0, 1), not %s" % ratio)
-    if not 0 < relay_threshold <= 1:
-        raise BudgetError("relay_threshold must be in (0, 1], not %s" % relay_threshold)
-    if total <= 0 or reserve < 0 or reserve >= total:
-        raise BudgetError("total_memory_mb (%s) must be positive and larger than reserve_mb (%s)" % (total, reserve))
-    names = _service_names(services, profiles)
-    profiles_of = dict((s["name"], s.get("profiles") or []) for s in services or [] if isinstance(s, dict))
-    rows = _merged_table(table)
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise BudgetError("overrides name services the checkout does not run: %s (services: %s)" % (", ".join(unknown), ", ".join(names)))
-    for name, value in overrides.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise BudgetError("override for %s must be a positive integer of MiB, not %r" % (name, value))
-    if not isinstance(remembered_peaks_mb or {}, dict):
-        raise BudgetError("remembered_peaks_mb must be a mapping of service to MiB, not %r" % (remembered_peaks_mb,))
-    remembered = dict(remembered_peaks_mb or {})
-    for name, value in remembered.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise BudgetError("remembered peak of %s must be a positive integer of MiB, not %r" % (name, value))
-    seen = _measured_peaks(list(measured or []) + [{"service": name, "peak": value * MIB} for name, value in remembered.items()])
+def _ram_for(needed_mb, relay_threshold, reserve):
+    """The smallest whole GiB of RAM whose threshold, less the reserve, holds needed_mb."""
+    return int(math.ceil((needed_mb + reserve) / relay_threshold / 1024.0))
 
-    cap_total = int(relay_threshold * total) - reserve
-    # Never more than what keeps the host below Relay's threshold with the OS reserve in use.
-    budget = int(min(ratio * total, cap_total))
-    row_of = dict((n, _row(n, rows)) for n in names)
-    needs, uses, sources = {}, {}, {}
-    for name in names:
-        row = row_of[name]
-        if name in overrides:
-            needs[name] = overrides[name]
-            sources[name] = "override"
-        elif name in seen:
-            needs[name] = max(row["min"], int(math.ceil(seen[name] * MEASURED_MARGIN)))
-            sources[name] = "measured"
+
+class Planner:
+    """The plan for one host; see DOCUMENTATION."""
+
+    def __init__(self, services, total_memory_mb, reserve_mb=512, profiles=None, table=None, overrides=None, measured=None,
+                 remembered_peaks_mb=None, relay_threshold=0.95, strict=False, ratio=0.75):
+        try:
+            self.total, self.reserve = int(total_memory_mb), int(reserve_mb)
+            self.ratio, self.threshold = float(ratio), float(relay_threshold)
+        except (TypeError, ValueError):
+            raise BudgetError("total_memory_mb and reserve_mb must be integers, ratio and relay_threshold numbers")
+        if not 0 < self.ratio < 1:
+            raise BudgetError("ratio must be in (0, 1), not %s" % self.ratio)
+        if not 0.5 <= self.threshold <= 1:
+            raise BudgetError("relay_threshold must be in [0.5, 1], not %s" % self.threshold)
+        if self.total <= 0 or self.reserve < 0 or self.reserve >= self.total:
+            raise BudgetError("total_memory_mb (%s) must be positive and larger than reserve_mb (%s)" % (self.total, self.reserve))
+        self.strict = bool(strict)
+        self.names, self.profiles_of, self.workers_of = _services(services, profiles)
+        self.table = _merged_table(table)
+        self.rows = dict((n, _row(n, self.table)) for n in self.names)
+        self.overrides = _positive_mib("override", overrides)
+        unknown = sorted(set(self.overrides) - set(self.names))
+        if unknown:
+            raise BudgetError("overrides name services the checkout does not run: %s (services: %s)"
+                              % (", ".join(unknown), ", ".join(self.names)))
+        remembered = _positive_mib("remembered peak", remembered_peaks_mb)
+        if not isinstance(measured or [], list):
+            raise BudgetError("measured must be a list of containers, not %r" % (measured,))
+        self.seen = _measured_peaks(list(measured or []) + [{"service": n, "peak": v * MIB} for n, v in remembered.items()])
+        self.limit_mb = int(self.threshold * self.total) - self.reserve
+
+    def sizing(self, names):
+        return Sizing(names, self.rows, self.workers_of, self.seen, self.overrides, self.threshold)
+
+    def budget(self):
+        return int(min(self.ratio * self.total, self.limit_mb)) if self.strict else None
+
+    def fits(self, sizing):
+        if sizing.needs_mb() > self.limit_mb:
+            return False
+        return not self.strict or sum(sizing.floor.values()) <= self.budget()
+
+    def refusal(self, sizing):
+        """One sentence: why the plan cannot be made, the totals, and what would fit this host."""
+        gap_name, gap = sizing.gap()
+        if sizing.needs_mb() > self.limit_mb:
+            text = ("The usual figures of the %d services add up to %d MiB, and %s needs %d MiB more up to its lowest limit, "
+                    "but this host keeps only %d MiB below Relay's threshold (%d%% of %d MiB RAM, less %d MiB for the OS)"
+                    % (len(self.names), sizing.usual_sum, gap_name, gap, self.limit_mb, round(self.threshold * 100),
+                       self.total, self.reserve))
         else:
-            needs[name] = row["min"]
-            sources[name] = "table"
-        uses[name] = min(needs[name], seen.get(name, row["typical"]))
+            text = ("In strict mode the %d services need %d MiB of limits but the budget is %d MiB (%d%% of %d MiB RAM)"
+                    % (len(self.names), sum(sizing.floor.values()), self.budget(), round(self.ratio * 100), self.total))
+        options = []
+        errors_only = [n for n in self.names if not self.profiles_of.get(n) or ERRORS_ONLY in self.profiles_of[n]]
+        if len(errors_only) < len(self.names) and self.fits(self.sizing(errors_only)):
+            options.append("the errors-only profile (COMPOSE_PROFILES=errors-only in .env, %d services)" % len(errors_only))
+        ram = self.ram_that_fits(sizing)
+        options.append("%d GiB of RAM or more" % ram)
+        if self.strict and sizing.needs_mb() <= self.limit_mb:
+            options.append("the default sizing (compose_limits_strict: false), in which limits may add up to more than RAM")
+        if sizing.leaks or any(s == "measured" for s in sizing.source.values()):
+            options.append("planning from the table instead of measured peaks (compose_limits_forget_peaks: true, "
+                           "or compose_limits_use_measured: false)")
+        return "%s. Options: %s." % (text, "; ".join(options))
 
-    free = [n for n in names if n not in overrides]
-    need_sum = sum(needs.values())
-    if need_sum <= budget:
-        rooms = dict((n, max(row_of[n]["max"], needs[n]) - needs[n]) for n in free)
-        extra = _water_fill(budget - need_sum, rooms, dict((n, row_of[n]["weight"]) for n in free))
-    elif overcommit:
-        extra = dict((n, 0.0) for n in free)
-    else:
-        raise BudgetError(_not_fitting(names, needs, budget, total, ratio, reserve, relay_threshold, profiles_of))
+    def ram_that_fits(self, sizing):
+        ram = _ram_for(sizing.needs_mb(), self.threshold, self.reserve)
+        if self.strict:
+            floors = sum(sizing.floor.values())
+            ram = max(ram, int(math.ceil(floors / self.ratio / 1024.0)), _ram_for(floors, self.threshold, self.reserve))
+        return ram
 
-    use_sum = sum(uses.values())
-    limits = {}
-    for name in names:
-        # What this service may reach while every other one sits at its usual use.
-        cap = cap_total - (use_sum - uses[name])
-        wanted = needs[name] + int(math.floor(extra.get(name, 0.0)))
-        if needs[name] > cap:
-            raise BudgetError(
-                "%s needs %d MiB (%s) but may have at most %d MiB: with the other services at their usual %d MiB (measured ones at their peaks) and %d MiB "
-                "for the OS, more would push the host past Relay's threshold (%d%% of %d MiB). Options: the errors-only profile, "
-                "more RAM, smaller overrides, or a higher relay threshold."
-                % (name, needs[name], sources[name], cap, use_sum - uses[name], reserve, round(relay_threshold * 100), total))
-        limits[name] = min(wanted, cap)
+    def limits(self, sizing):
+        """Floors plus a weighted share of the spare RAM, each below the single-fault cap."""
+        headroom = self.limit_mb - sizing.usual_sum
+        free = [n for n in self.names if n not in self.overrides]
+        caps = dict((n, sizing.usual[n] + headroom) for n in self.names)
+        rooms = dict((n, max(0, min(self._top(n, sizing), caps[n]) - sizing.floor[n])) for n in free)
+        weights = dict((n, self.rows[n]["weight"]) for n in free)
+        if self.strict:
+            extra = _water_fill(self.budget() - sum(sizing.floor.values()), rooms, weights)
+        else:
+            # Each service may take its weight's share of the spare RAM: monotone in RAM, whatever the others do.
+            total_weight = float(sum(weights.values())) or 1.0
+            extra = dict((n, min(rooms[n], max(0, headroom) * weights[n] / total_weight)) for n in free)
+        return dict((n, min(caps[n], sizing.floor[n] + int(math.floor(extra.get(n, 0.0))))) for n in self.names)
 
-    result_services = {}
-    for name in names:
-        row, limit = row_of[name], limits[name]
-        reservation = min(uses[name], limit) if row["reserve"] and uses[name] > 0 else None
-        memswap = limit if not row["swap"] else 2 * limit
-        if reservation is not None and reservation > limit or memswap < limit:
-            raise BudgetError("internal: %s has reservation %s, swap %s for limit %s" % (name, reservation, memswap, limit))
-        result_services[name] = {
-            "mem_limit_mb": limit,
-            "memswap_limit_mb": memswap,
-            "mem_reservation_mb": reservation,
-            "swap": bool(row["swap"]),
-            "need_mb": needs[name],
-            "usual_mb": uses[name],
-            "source": sources[name],
-            "share": round(limit / float(total), 4),
+    def _top(self, name, sizing):
+        row = self.rows[name]
+        return max(row["max"] + row["per_worker"] * (self.workers_of.get(name) or 0), sizing.floor[name])
+
+    def plan(self):
+        sizing = self.sizing(self.names)
+        result = {
+            "total_memory_mb": self.total,
+            "reserve_mb": self.reserve,
+            "relay_threshold": self.threshold,
+            "strict": self.strict,
+            "ratio": self.ratio,
+            "threshold_mb": self.limit_mb,
+            "usual_sum_mb": sizing.usual_sum,
+            "headroom_mb": self.limit_mb - sizing.usual_sum,
+            "budget_mb": self.budget(),
+            "suspected_leaks": sorted(sizing.leaks),
+        }
+        if not self.fits(sizing):
+            result.update(fits=False, refusal=self.refusal(sizing), ram_that_fits_gib=self.ram_that_fits(sizing))
+            return result
+        limits = self.limits(sizing)
+        services = {}
+        for name in self.names:
+            limit, usual = limits[name], sizing.usual[name]
+            swap = bool(self.rows[name]["swap"])
+            services[name] = {
+                "mem_limit_mb": limit,
+                "memswap_limit_mb": 2 * limit if swap else limit,
+                "mem_reservation_mb": min(usual, limit) if usual > 0 else None,
+                "swap": swap,
+                "floor_mb": sizing.floor[name],
+                "usual_mb": usual,
+                "source": sizing.source[name],
+                "share": round(limit / float(self.total), 4),
+            }
+            if name in sizing.leaks:
+                services[name]["suspected_leak_mb"] = sizing.leaks[name]
+        total_limits = sum(limits.values())
+        result.update(
+            fits=True,
+            refusal=None,
+            sum_mb=total_limits,
+            overcommitted=total_limits > self.total,
+            services=services,
+            measured_peaks_mb=dict((n, self.seen[n]) for n in self.names if n in self.seen and n not in sizing.leaks),
+        )
+        result.update(self.knobs(limits))
+        return result
+
+    @staticmethod
+    def knobs(limits):
+        environment, kafka_heap = {}, None
+        if "kafka" in limits:
+            limit = limits["kafka"]
+            kafka_heap = min(limit - KAFKA_OFF_HEAP_MB, max(1024, limit // 2))
+            if kafka_heap < KAFKA_MIN_HEAP_MB:
+                raise BudgetError("kafka's limit of %d MiB leaves no room for a heap of %d MiB plus %d MiB off-heap"
+                                  % (limit, KAFKA_MIN_HEAP_MB, KAFKA_OFF_HEAP_MB))
+            environment["kafka"] = {"KAFKA_HEAP_OPTS": "-Xmx%dm -Xms%dm" % (kafka_heap, kafka_heap)}
+        if "clickhouse" in limits:
+            environment["clickhouse"] = {"MAX_MEMORY_USAGE_RATIO": str(CLICKHOUSE_RATIO)}
+        return {
+            "environment": environment,
+            "kafka_heap_mb": kafka_heap,
+            "redis_maxmemory_mb": int(limits["redis"] * REDIS_MAXMEMORY_SHARE) if "redis" in limits else None,
         }
 
-    environment = {}
-    kafka_heap = None
-    if "kafka" in limits:
-        limit = limits["kafka"]
-        kafka_heap = min(limit - KAFKA_OFF_HEAP_MB, max(1024, limit // 2))
-        if kafka_heap < KAFKA_MIN_HEAP_MB:
-            raise BudgetError("kafka's limit of %d MiB leaves no room for a heap of %d MiB plus %d MiB off-heap"
-                              % (limit, KAFKA_MIN_HEAP_MB, KAFKA_OFF_HEAP_MB))
-        environment["kafka"] = {"KAFKA_HEAP_OPTS": "-Xmx%dm -Xms%dm" % (kafka_heap, kafka_heap)}
-    if "clickhouse" in limits:
-        environment["clickhouse"] = {"MAX_MEMORY_USAGE_RATIO": str(CLICKHOUSE_RATIO)}
-    redis_maxmemory = int(limits["redis"] * REDIS_MAXMEMORY_SHARE) if "redis" in limits else None
 
-    total_limits = sum(limits.values())
-    return {
-        "total_memory_mb": total,
-        "ratio": ratio,
-        "reserve_mb": reserve,
-        "budget_mb": budget,
-        "sum_mb": total_limits,
-        "overcommitted": total_limits > budget,
-        "headroom_cap_mb": cap_total,
-        "relay_threshold": relay_threshold,
-        "services": result_services,
-        "environment": environment,
-        "kafka_heap_mb": kafka_heap,
-        "redis_maxmemory_mb": redis_maxmemory,
-        "measured_peaks_mb": dict((name, seen[name]) for name in names if name in seen),
-    }
+def plan(services, total_memory_mb, **options):
+    """The plan described in DOCUMENTATION; raises BudgetError on malformed input."""
+    return Planner(services, total_memory_mb, **options).plan()
 
 
-def memory_budget(services, total_memory_mb, ratio=0.75, reserve_mb=1024, profiles=None, table=None, overrides=None,
-                  measured=None, overcommit=False, relay_threshold=0.95, remembered_peaks_mb=None):
+def memory_budget(services, total_memory_mb, **options):
     try:
-        return plan(services, total_memory_mb, ratio=ratio, reserve_mb=reserve_mb, profiles=profiles, table=table,
-                    overrides=overrides, measured=measured, overcommit=overcommit, relay_threshold=relay_threshold,
-                    remembered_peaks_mb=remembered_peaks_mb)
-    except BudgetError as exc:
+        return plan(services, total_memory_mb, **options)
+    except (BudgetError, TypeError) as exc:
         raise AnsibleFilterError("memory_budget: %s" % exc)
 
 
 def memory_budget_table(plan_result):
-    """Readable lines: service, limit, share of RAM, and the sum against the budget."""
-    lines = ["%-44s %9s %7s %s" % ("service", "limit", "of RAM", "source")]
-    for name in sorted(plan_result["services"], key=lambda n: -plan_result["services"][n]["mem_limit_mb"]):
-        row = plan_result["services"][name]
-        lines.append("%-44s %5d MiB %6.1f%% %s" % (name, row["mem_limit_mb"], row["share"] * 100, row["source"]))
-    lines.append("sum %d MiB of a %d MiB budget (%d MiB RAM, ratio %.2f)%s" % (
-        plan_result["sum_mb"], plan_result["budget_mb"], plan_result["total_memory_mb"], plan_result["ratio"],
-        ", OVERCOMMITTED" if plan_result["overcommitted"] else ""))
+    """Readable lines: service, reservation, limit, share of RAM, source; then the totals."""
+    if not plan_result.get("fits"):
+        return [plan_result.get("refusal") or "no plan"]
+    rows = plan_result["services"]
+    lines = ["%-44s %9s %9s %7s %s" % ("service", "usual", "limit", "of RAM", "source")]
+    for name in sorted(rows, key=lambda n: (-rows[n]["mem_limit_mb"], n)):
+        row = rows[name]
+        note = " (suspected leak: measured %d MiB)" % row["suspected_leak_mb"] if "suspected_leak_mb" in row else ""
+        lines.append("%-44s %5d MiB %5d MiB %6.1f%% %s%s" % (name, row["usual_mb"], row["mem_limit_mb"], row["share"] * 100,
+                                                              row["source"], note))
+    lines.append("usual use %d MiB of %d MiB below Relay's threshold (%d%% of %d MiB RAM, less %d MiB for the OS): "
+                 "any one service may grow %d MiB above its usual use before its limit stops it" % (
+                     plan_result["usual_sum_mb"], plan_result["threshold_mb"], round(plan_result["relay_threshold"] * 100),
+                     plan_result["total_memory_mb"], plan_result["reserve_mb"], plan_result["headroom_mb"]))
+    if plan_result["strict"]:
+        lines.append("limits add up to %d MiB of a %d MiB budget (strict, ratio %.2f)" % (
+            plan_result["sum_mb"], plan_result["budget_mb"], plan_result["ratio"]))
+    else:
+        lines.append("limits add up to %d MiB (%d%% of RAM)%s" % (
+            plan_result["sum_mb"], round(100.0 * plan_result["sum_mb"] / plan_result["total_memory_mb"]),
+            ": more than RAM, which is normal, since only one service at a time is expected to reach its limit"
+            if plan_result["overcommitted"] else ""))
     return lines
 
 

@@ -107,7 +107,7 @@ EXAMPLES = r"""
 - name: Write the limits and recreate what changed
   sentry_selfhosted.memory.compose_override:
     project_dir: /opt/sentry
-    plan: "{{ checkout.services | sentry_selfhosted.memory.memory_budget(total_memory_mb=16384, overcommit=true) }}"
+    plan: "{{ checkout.service_profiles | sentry_selfhosted.memory.memory_budget(total_memory_mb=16384) }}"
     apply: true
 """
 
@@ -118,7 +118,9 @@ services:
   type: list
   elements: str
 service_profiles:
-  description: The same services as dicts with C(name) and C(profiles), the input the memory_budget filter takes.
+  description:
+    - The same services as dicts with C(name), C(profiles) and C(workers), the input the memory_budget filter takes.
+    - C(workers) is the service's concurrency (C(--concurrency) in its command, or a C(*_CONCURRENCY) variable), or null.
   returned: always
   type: list
   elements: dict
@@ -416,6 +418,21 @@ def _service_config(config, name):
     return (config.get("services") or {}).get(name) or {}
 
 
+def _workers(service):
+    """The service's concurrency, from --concurrency in its command or a *_CONCURRENCY variable; None without one."""
+    command = service.get("command") or []
+    words = command.split() if isinstance(command, str) else [str(w) for w in command]
+    for i, word in enumerate(words):
+        value = word[len("--concurrency="):] if word.startswith("--concurrency=") else (
+            words[i + 1] if word == "--concurrency" and i + 1 < len(words) else None)
+        if value is not None and value.isdigit() and int(value) > 0:
+            return int(value)
+    for name, value in sorted((service.get("environment") or {}).items()):
+        if name.endswith("_CONCURRENCY") and str(value).isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
 def _deploy_memory(service, kind):
     return (((service.get("deploy") or {}).get("resources") or {}).get(kind) or {}).get("memory")
 
@@ -670,7 +687,8 @@ class ComposeOverride:
             self.fail("apply is not supported with this engine (%s); nothing was written. Write the limits with apply off "
                       "and recreate the services yourself." % engine["note"], engine=engine)
         old_config, services = self.read_checkout()
-        profiles = [{"name": s, "profiles": list(_service_config(old_config, s).get("profiles") or [])} for s in services]
+        profiles = [{"name": s, "profiles": list(_service_config(old_config, s).get("profiles") or []),
+                     "workers": _workers(_service_config(old_config, s))} for s in services]
         result = dict(changed=False, services=services, service_profiles=profiles, override=self.path, engine=engine,
                       compose_version=".".join(str(p) for p in version),
                       limit_keys=dict((s, self.limit_key(_service_config(old_config, s))) for s in services),
@@ -683,6 +701,8 @@ class ComposeOverride:
         if plan is None:
             result["notes"] = self.notes
             return result
+        if plan.get("fits") is False:
+            self.fail("the plan does not fit this host; %s was left as it was: %s" % (self.path, plan.get("refusal")))
         planned = set((plan.get("services") or {}))
         missing, unknown = [s for s in services if s not in planned], sorted(planned - set(services))
         if missing or unknown:

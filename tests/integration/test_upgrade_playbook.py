@@ -98,7 +98,7 @@ def limits_for(checkout, ram_mb=20480):
             os.rename(src, dest)
 
     compose = SentryCompose(str(checkout), run)
-    Module.params["plan"] = budget_plan(compose.services(), ram_mb, overcommit=True)
+    Module.params["plan"] = budget_plan(compose.services(), ram_mb)
     co.ComposeOverride(Module(), compose).run()
 
 

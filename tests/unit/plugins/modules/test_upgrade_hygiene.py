@@ -81,7 +81,7 @@ def switch_release(target, new):
 
 def write_limits(project_dir, ram_mb):
     services = module_run(project_dir)["services"]
-    return module_run(project_dir, budget_plan(services, ram_mb, overcommit=True)), services
+    return module_run(project_dir, budget_plan(services, ram_mb)), services
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_without_hygiene_compose_refuses_with_it_compose_accepts(old_checkout):
     assert {"worker", "cron"} <= set(dropped) and sorted(read["stale_services"]) == dropped
     new_services = read["services"]
     assert "worker" not in new_services and "cron" not in new_services
-    result = module_run(target, budget_plan(new_services, ram_mb, overcommit=True))
+    result = module_run(target, budget_plan(new_services, ram_mb))
     assert result["changed"]
 
     rc, services, err = compose_config(target)
@@ -130,7 +130,7 @@ def test_without_hygiene_compose_refuses_with_it_compose_accepts(old_checkout):
     assert config["services"]["backup-agent"]["image"] == "busybox:1.36"
     assert all(int(config["services"][s].get("mem_limit") or 0) > 0 for s in new_services
                if "deploy" not in config["services"][s])
-    assert not module_run(target, budget_plan(new_services, ram_mb, overcommit=True))["changed"]
+    assert not module_run(target, budget_plan(new_services, ram_mb))["changed"]
 
 
 @needs_compose
