@@ -250,6 +250,9 @@ LEAK_FACTOR = 3
 MEASURED_STEP_MB = 64
 # Profiles upstream ships; services of neither are always on.
 ERRORS_ONLY = "errors-only"
+FEATURE_COMPLETE = "feature-complete"
+# What upstream's install.sh demands (MB of RAM): a host below it is no option, whatever the plan says.
+INSTALLER_MIN_MB = {FEATURE_COMPLETE: 14000, ERRORS_ONLY: 7000}
 
 
 class BudgetError(ValueError):
@@ -466,8 +469,7 @@ class Planner:
         errors_only = [n for n in self.names if not self.profiles_of.get(n) or ERRORS_ONLY in self.profiles_of[n]]
         if len(errors_only) < len(self.names) and self.fits(self.sizing(errors_only)):
             options.append("the errors-only profile (COMPOSE_PROFILES=errors-only in .env, %d services)" % len(errors_only))
-        ram = self.ram_that_fits(sizing)
-        options.append("%d GiB of RAM or more" % ram)
+        options.append("%d GiB of RAM or more" % self.ram_that_fits(sizing))
         if self.strict and sizing.needs_mb() <= self.limit_mb:
             options.append("the default sizing (compose_limits_strict: false), in which limits may add up to more than RAM")
         if sizing.leaks or any(s == "measured" for s in sizing.source.values()):
@@ -476,7 +478,9 @@ class Planner:
         return "%s. Options: %s." % (text, "; ".join(options))
 
     def ram_that_fits(self, sizing):
-        ram = _ram_for(sizing.needs_mb(), self.threshold, self.reserve)
+        profile = FEATURE_COMPLETE if any(FEATURE_COMPLETE in self.profiles_of.get(n, []) for n in sizing.names) else ERRORS_ONLY
+        ram = max(_ram_for(sizing.needs_mb(), self.threshold, self.reserve),
+                  int(math.ceil(INSTALLER_MIN_MB[profile] * 1000 * 1000 / float(MIB) / 1024)))
         if self.strict:
             floors = sum(sizing.floor.values())
             ram = max(ram, int(math.ceil(floors / self.ratio / 1024.0)), _ram_for(floors, self.threshold, self.reserve))

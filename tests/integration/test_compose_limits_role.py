@@ -46,7 +46,8 @@ def test_role_writes_then_is_idempotent_and_check_mode_shows_a_diff(tmp_path, an
     assert rc == 0, data
     assert data["stats"]["localhost"]["changed"] == 1
     table = task(data, "Show the plan")["msg"]
-    assert table[-1].startswith("sum ") and "of a 12288 MiB budget (16384 MiB RAM" in table[-1]
+    assert table[-2].startswith("usual use ") and "(95% of 16384 MiB RAM, less 512 MiB for the OS)" in table[-2]
+    assert table[-1].startswith("limits add up to ")
     written = (checkout / OVERRIDE).read_text()
     assert "mem_limit:" in written and "KAFKA_HEAP_OPTS" in written
 
@@ -71,8 +72,11 @@ def test_check_mode_on_a_fresh_checkout_writes_nothing(tmp_path, ansible_env, ch
 @pytest.mark.parametrize("role_vars, message", [
     (dict(compose_limits_ratio=1.5), "compose_limits_ratio must be in (0, 1)"),
     (dict(compose_limits_overrides={"worker": 512}), "overrides name services the checkout does not run: worker"),
-    (dict(compose_limits_total_memory_mb=8192), "but the budget is 6144 MiB"),
-    (dict(compose_limits_total_memory_mb=8192), "errors-only profile (COMPOSE_PROFILES=errors-only drops 2 services, 704 MiB)"),
+    (dict(compose_limits_total_memory_mb=4096), "but this host keeps only 3379 MiB below Relay's threshold"),
+    (dict(compose_limits_total_memory_mb=4096), "Options: 14 GiB of RAM or more."),
+    (dict(compose_limits_total_memory_mb=4096), "docker-compose.override.yml was left as it was."),
+    (dict(compose_limits_total_memory_mb=12288, compose_limits_strict=True), "In strict mode the 12 services need"),
+    (dict(compose_limits_table={"web": {"typical": 100}}), "typical is now usual"),
     (dict(compose_limits_dir="/nonexistent/sentry"), "is not a self-hosted Sentry checkout"),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, ansible_env, checkout, role_vars, message):

@@ -154,7 +154,7 @@ def test_fixture_first_run_writes_then_nothing_changes(checkout):
     for name, service in config["services"].items():
         assert limit_bytes(service) == plan["services"][name]["mem_limit_mb"] * 1024 * 1024
         assert int(service["memswap_limit"]) >= limit_bytes(service)
-    assert sum(limit_bytes(s) for s in config["services"].values()) <= plan["budget_mb"] * 1024 * 1024
+        assert int(service["mem_reservation"]) == plan["services"][name]["mem_reservation_mb"] * 1024 * 1024
     heap = int(config["services"]["kafka"]["environment"]["KAFKA_HEAP_OPTS"].split("-Xmx")[1].split("m")[0])
     assert (heap + 1024) * 1024 * 1024 <= limit_bytes(config["services"]["kafka"])
     assert config["services"]["redis"]["command"][-2:] == ["--maxmemory", "%dmb" % plan["redis_maxmemory_mb"]]
@@ -295,27 +295,52 @@ def test_apply_in_check_mode_restarts_nothing(checkout):
 
 @needs_compose
 @pytest.mark.skipif(not os.path.isdir(UPSTREAM), reason="../shared/upstream is not beside this checkout")
-@pytest.mark.parametrize("release", ["24.8.0", "26.8.0"])
-def test_upstream_release_gets_a_valid_override(tmp_path, release):
+@pytest.mark.parametrize("release, count", [("24.8.0", 57), ("24.12.1", 57), ("25.9.0", 74), ("26.6.0", 72), ("26.8.0", 57)])
+def test_upstream_release_gets_a_valid_override_at_16_gib(tmp_path, release, count):
     target = tmp_path / release
     shutil.copytree(os.path.join(UPSTREAM, release), target)
-    for mode in ("u+w",):
-        subprocess.run(["chmod", "-R", mode, str(target)], check=True)
-    services = module_run(target)["services"]
-    assert len(services) == 57
-    plan = budget_plan(services, 65536)
+    subprocess.run(["chmod", "-R", "u+w", str(target)], check=True)
+    info = module_run(target)
+    assert len(info["services"]) == count
+    workers = dict((s["name"], s["workers"]) for s in info["service_profiles"])
+    # taskworker's --concurrency (from SENTRY_TASKWORKER_CONCURRENCY where .env sets it), launchpad's variable.
+    assert workers.get("taskworker", 4) == 4 and workers.get("launchpad-taskworker", 4) == 4
+    assert "taskworker" not in workers or workers["taskworker"] == 4
+    assert workers["web"] is None
+    plan = budget_plan(info["service_profiles"], 16384)
+    assert plan["fits"], plan["refusal"]
     result = module_run(target, plan)
     assert result["changed"]
     config = merged(target)
     limits = dict((n, limit_bytes(s)) for n, s in config["services"].items())
-    assert all(limits.values()) and set(limits) == set(services)
-    assert sum(limits.values()) <= plan["budget_mb"] * 1024 * 1024
+    assert set(limits) == set(info["services"])
+    assert all(limits[n] == plan["services"][n]["mem_limit_mb"] * 1024 * 1024 for n in limits)
     heap = int(config["services"]["kafka"]["environment"]["KAFKA_HEAP_OPTS"].split("-Xmx")[1].split("m")[0])
     assert (heap + 1024) * 1024 * 1024 <= limits["kafka"]
-    expected_server = "redis-server" if release == "24.8.0" else "valkey-server"
+    expected_server = "valkey-server" if release == "26.8.0" else "redis-server"
     assert config["services"]["redis"]["command"][0] == expected_server
     assert not module_run(target, plan)["changed"]
-    print(json.dumps({"release": release, "sum_mb": plan["sum_mb"]}))
+
+
+@needs_compose
+def test_a_plan_that_does_not_fit_is_refused_before_anything_is_written(checkout):
+    plan = budget_plan(module_run(checkout)["service_profiles"], 4096)
+    assert not plan["fits"]
+    with pytest.raises(Failed, match="the plan does not fit this host; .* was left as it was: The usual figures"):
+        module_run(checkout, plan)
+    assert not (checkout / "docker-compose.override.yml").exists()
+
+
+@pytest.mark.parametrize("service, workers", [
+    ({"command": "run taskworker --concurrency=8 --rpc-host=taskbroker:50051"}, 8),
+    ({"command": ["run", "taskworker", "--concurrency", "2"]}, 2),
+    ({"command": "worker --verbose", "environment": {"LAUNCHPAD_WORKER_CONCURRENCY": "6"}}, 6),
+    ({"command": "run taskworker --concurrency=$X"}, None),
+    ({"command": ["run", "web"]}, None),
+    ({}, None),
+])
+def test_workers_come_from_concurrency_flags_or_variables(service, workers):
+    assert co._workers(service) == workers
 
 
 # --- engines ----------------------------------------------------------------------
