@@ -74,6 +74,14 @@ options:
         rootless Docker the module fails before writing anything.
     type: bool
     default: false
+  adopt:
+    description:
+      - Take over lines of the operator's own (without the collection's mark) whose values the plan would change, with
+        a note per line. They are then the collection's, and O(state=absent) removes them.
+      - Without it such a line fails the task before anything is written; a line of the operator's that already says
+        what the plan says is left as it is, theirs.
+    type: bool
+    default: false
   docker:
     description: The Docker CLI (Compose v2 runs as its C(compose) plugin).
     type: str
@@ -185,6 +193,8 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OperatorValue, OverrideText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import (
     COMPOSE_FILE,
     OVERRIDE_FILE,
@@ -194,224 +204,7 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_co
     is_selfhosted_checkout,
 )
 
-MARK = "# sentry_selfhosted.memory"
 MIB = 1024 * 1024
-KEY_LINE = re.compile(r"""^(?P<indent> *)(?P<q>["']?)(?P<key>[A-Za-z0-9_.<-]+)(?P=q) *:(?P<rest>(?: .*)?)$""")
-ITEM_LINE = re.compile(r"""^(?P<indent> *)- +(?P<q>["']?)(?P<key>[A-Za-z0-9_]+)=""")
-
-
-class EditError(Exception):
-    """The override cannot be merged safely as text."""
-
-
-class Line:
-    __slots__ = ("text",)
-
-    def __init__(self, text):
-        self.text = text
-
-
-def _content(text):
-    stripped = text.strip()
-    return bool(stripped) and not stripped.startswith("#") and stripped != "---"
-
-
-def _indent(text):
-    return len(text) - len(text.lstrip(" "))
-
-
-def _inline_value(rest):
-    """The value after ``key:`` without a trailing comment ('' for a block)."""
-    value = rest.strip()
-    if value.startswith("#"):
-        return ""
-    if value.startswith("&") and " " not in value:
-        return ""  # an anchor on a block mapping
-    return value
-
-
-class OverrideText:
-    """The override as lines; sets managed keys and drops stale managed lines."""
-
-    def __init__(self, text):
-        self.trailing_newline = text.endswith("\n") or not text
-        self.lines = [Line(t) for t in text.splitlines()]
-        self.touched = set()
-        self.unit = self._indent_unit()
-
-    def _indent_unit(self):
-        for line in self.lines:
-            if _content(line.text) and _indent(line.text) > 0:
-                return _indent(line.text)
-        return 2
-
-    def text(self):
-        body = "\n".join(line.text for line in self.lines)
-        return body + "\n" if body and self.trailing_newline else body
-
-    def _block_end(self, start, parent_indent):
-        """Index after the last content line of the block under line ``start``.
-
-        A sequence may sit at its key's own indent (``environment:`` then
-        ``- A=1`` below it, unindented): such items belong to the block.
-        """
-        end = start + 1
-        for index in range(start + 1, len(self.lines)):
-            text = self.lines[index].text
-            if not _content(text):
-                continue
-            same_level_item = _indent(text) == parent_indent and text.lstrip().startswith("- ")
-            if _indent(text) <= parent_indent and not same_level_item:
-                break
-            end = index + 1
-        return end
-
-    def _children(self, start, end):
-        """(index, match) of the direct children of the block [start+1, end)."""
-        child_indent = None
-        found = []
-        for index in range(start + 1, end):
-            text = self.lines[index].text
-            if not _content(text):
-                continue
-            if child_indent is None:
-                child_indent = _indent(text)
-            if _indent(text) == child_indent:
-                found.append((index, text))
-        return child_indent, found
-
-    def _find_key(self, start, end, key):
-        child_indent, children = self._children(start, end)
-        for index, text in children:
-            match = KEY_LINE.match(text)
-            if match and match.group("key") == key:
-                return index, match
-        return None, child_indent
-
-    def _root(self):
-        """A virtual parent covering the whole document: (start=-1, end, indent=-1)."""
-        return -1, len(self.lines), -1
-
-    def _insert(self, at, texts):
-        new = [Line(t) for t in texts]
-        self.lines[at:at] = new
-        for line in new:
-            self.touched.add(id(line))
-
-    def find(self, path):
-        """The line of the key at ``path``, or None."""
-        start, end, indent = self._root()
-        line = None
-        for key in path:
-            index, found = self._find_key(start, end, key)
-            if index is None:
-                return None
-            line = self.lines[index]
-            start, indent = index, len(found.group("indent"))
-            end = self._block_end(start, indent)
-        return line
-
-    def set_value(self, path, value):
-        """Set the scalar at ``path`` (keys from the top) to ``value`` (YAML text)."""
-        start, end, indent = self._root()
-        for depth, key in enumerate(path):
-            leaf = depth == len(path) - 1
-            index, found = self._find_key(start, end, key)
-            if index is None:
-                child_indent = found if found is not None else (0 if indent < 0 else indent + self.unit)
-                texts = []
-                for offset, rest_key in enumerate(path[depth:]):
-                    pad = " " * (child_indent + offset * self.unit)
-                    if offset == len(path) - depth - 1:
-                        texts.append("%s%s: %s  %s" % (pad, rest_key, value, MARK))
-                    else:
-                        texts.append("%s%s:  %s" % (pad, rest_key, MARK))
-                self._insert(end, texts)
-                return
-            match = found
-            line = self.lines[index]
-            if leaf:
-                wanted = "%s%s: %s  %s" % (match.group("indent"), key, value, MARK)
-                if line.text != wanted:
-                    line.text = wanted
-                self.touched.add(id(line))
-                return
-            if _inline_value(match.group("rest")):
-                raise EditError("%s at line %d is written in flow style (%s); write it as a block to let the limits be merged"
-                                % (".".join(path[:depth + 1]), index + 1, line.text.strip()))
-            self.touched.add(id(line))
-            start, indent = index, len(match.group("indent"))
-            end = self._block_end(start, indent)
-
-    def set_env(self, service_path, name, value):
-        """Set one environment variable of a service, in the style the block already uses."""
-        start, end, indent = self._root()
-        for key in service_path + ["environment"]:
-            index, found = self._find_key(start, end, key)
-            if index is None:
-                self.set_value(service_path + ["environment", name], json.dumps(value))
-                return
-            if _inline_value(found.group("rest")):
-                raise EditError("%s at line %d is written in flow style; write it as a block to let the limits be merged"
-                                % (".".join(service_path + [key]), index + 1))
-            start, indent = index, len(found.group("indent"))
-            end = self._block_end(start, indent)
-        child_indent, children = self._children(start, end)
-        if not children or not children[0][1].lstrip().startswith("- "):
-            self.set_value(service_path + ["environment", name], json.dumps(value))
-            return
-        wanted = "%s- %s  %s" % (" " * child_indent, json.dumps("%s=%s" % (name, value)), MARK)
-        for index, text in children:
-            match = ITEM_LINE.match(text)
-            if match and match.group("key") == name:
-                self.lines[index].text = wanted
-                self.touched.add(id(self.lines[index]))
-                return
-        self._insert(end, [wanted])
-        self.touched.add(id(self.lines[start]))
-
-    def service_entries(self):
-        """The entries under the top-level ``services`` key.
-
-        Each is a dict: name, line (1-based), ours (every content line carries
-        the mark), managed (some line does) and complete (the entry defines a
-        service by itself: image, build, extends or a merge key, or a flow value
-        compose judges).
-        """
-        start, end, indent = self._root()
-        index, found = self._find_key(start, end, "services")
-        if index is None or _inline_value(found.group("rest")):
-            return []
-        entries = []
-        for child, text in self._children(index, self._block_end(index, len(found.group("indent"))))[1]:
-            match = KEY_LINE.match(text)
-            if not match:
-                continue
-            block_end = self._block_end(child, _indent(text))
-            block = [self.lines[i].text.rstrip() for i in range(child, block_end) if _content(self.lines[i].text)]
-            keys = set()
-            for child_text in [t for i, t in self._children(child, block_end)[1]]:
-                key = KEY_LINE.match(child_text)
-                if key:
-                    keys.add(key.group("key"))
-            entries.append(dict(name=match.group("key"), line=child + 1,
-                                ours=all(t.endswith(MARK) for t in block), managed=any(t.endswith(MARK) for t in block),
-                                complete=bool(keys & set(["image", "build", "extends", "<<"])) or bool(_inline_value(match.group("rest")))))
-        return entries
-
-    def drop_stale(self):
-        """Remove managed lines this run did not set, once they hold no other line."""
-        while True:
-            for index in range(len(self.lines) - 1, -1, -1):
-                line = self.lines[index]
-                if id(line) in self.touched or not line.text.rstrip().endswith(MARK):
-                    continue
-                if self._block_end(index, _indent(line.text)) > index + 1:
-                    continue  # the operator put something under it
-                del self.lines[index]
-                break
-            else:
-                return
 
 
 def _service_config(config, name):
@@ -431,6 +224,35 @@ def _workers(service):
         if name.endswith("_CONCURRENCY") and str(value).isdigit() and int(value) > 0:
             return int(value)
     return None
+
+
+def _plan_problems(plan):
+    """What is wrong with the plan's values, before any of them is written (a list of sentences)."""
+    def whole(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    problems = []
+    services = plan.get("services")
+    if not isinstance(services, dict):
+        return ["the plan has no services mapping"]
+    for name, row in sorted(services.items()):
+        if not isinstance(row, dict):
+            problems.append("%s: %r is not a mapping" % (name, row))
+            continue
+        limit, swap, reservation = row.get("mem_limit_mb"), row.get("memswap_limit_mb"), row.get("mem_reservation_mb")
+        if not whole(limit):
+            problems.append("%s: mem_limit_mb %r is not a positive integer of MiB" % (name, limit))
+        elif not whole(swap) or swap < limit:
+            problems.append("%s: memswap_limit_mb %r must be an integer of MiB at least mem_limit_mb (%d)" % (name, swap, limit))
+        elif reservation is not None and (not whole(reservation) or reservation > limit):
+            problems.append("%s: mem_reservation_mb %r must be null or an integer of MiB at most mem_limit_mb (%d)" % (name, reservation, limit))
+    for name, variables in sorted((plan.get("environment") or {}).items()):
+        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+            problems.append("environment of %s must map names to strings, not %r" % (name, variables))
+    maxmemory = plan.get("redis_maxmemory_mb")
+    if maxmemory is not None and not whole(maxmemory):
+        problems.append("redis_maxmemory_mb %r is not a positive integer of MiB" % (maxmemory,))
+    return problems
 
 
 def _deploy_memory(service, kind):
@@ -457,6 +279,7 @@ class ComposeOverride:
         self.compose = compose
         self.project_dir = self.params["project_dir"]
         self.path = os.path.join(self.project_dir, OVERRIDE_FILE)
+        self.file = ManagedFile(self.path)
         self.tmpdir = getattr(module, "tmpdir", None)
         self.notes = []
 
@@ -464,10 +287,7 @@ class ComposeOverride:
         self.module.fail_json(msg=msg, notes=self.notes, **extra)
 
     def read_text(self):
-        if not os.path.exists(self.path):
-            return ""
-        with open(self.path) as handle:
-            return handle.read()
+        return self.file.read()
 
     @contextmanager
     def with_override(self, text):
@@ -571,7 +391,7 @@ class ComposeOverride:
 
     def render(self, old_text, old_config, plan):
         """The new override text, and the managed values per service for the checks."""
-        doc = OverrideText(old_text)
+        doc = OverrideText(old_text, adopt=self.params.get("adopt"))
         expected = {}
         maxmemory = plan.get("redis_maxmemory_mb")
         for name, row in plan["services"].items():
@@ -602,6 +422,14 @@ class ComposeOverride:
                     doc.set_value(base + ["command"], json.dumps(command))
                     want["command"] = command
             expected[name] = want
+        if doc.operator_values:
+            raise EditError(
+                "the override sets values of its own that the plan would change: %s. Nothing was written. Keep yours by "
+                "naming the limits in compose_limits_overrides, or let the collection take these lines over (adopt: true; "
+                "role variable compose_limits_adopt), after which they are the collection's and go with state=absent"
+                % "; ".join(str(c) for c in doc.operator_values))
+        for adopted in doc.adopted:
+            self.notes.append("adopted the operator's %s" % adopted)
         doc.drop_stale()
         return doc.text(), expected
 
@@ -703,6 +531,9 @@ class ComposeOverride:
             return result
         if plan.get("fits") is False:
             self.fail("the plan does not fit this host; %s was left as it was: %s" % (self.path, plan.get("refusal")))
+        problems = _plan_problems(plan)
+        if problems:
+            self.fail("the plan's values are not usable; %s was left as it was: %s" % (self.path, "; ".join(problems)))
         planned = set((plan.get("services") or {}))
         missing, unknown = [s for s in services if s not in planned], sorted(planned - set(services))
         if missing or unknown:
@@ -730,17 +561,10 @@ class ComposeOverride:
         return result
 
     def write(self, new_text, result):
-        """Replace the override atomically (a temporary file beside it), after a backup."""
-        handle, staged = tempfile.mkstemp(prefix=".compose-limits-", suffix=".yml", dir=self.project_dir)
-        with os.fdopen(handle, "w") as out:
-            out.write(new_text)
-        if os.path.exists(self.path):
-            if self.params["backup"]:
-                result["backup_file"] = self.module.backup_local(self.path)
-            os.chmod(staged, os.stat(self.path).st_mode & 0o7777)
-        else:
-            os.chmod(staged, 0o644)
-        self.module.atomic_move(staged, self.path)
+        """Replace the override atomically, through a symlink, keeping its mode, owner and line endings, after a backup."""
+        if self.file.exists() and self.params["backup"]:
+            result["backup_file"] = self.file.backup()
+        self.file.write(new_text)
 
     def apply(self, result):
         try:
@@ -774,6 +598,7 @@ def main():
             state=dict(type="str", default="present", choices=["present", "absent"]),
             backup=dict(type="bool", default=True),
             apply=dict(type="bool", default=False),
+            adopt=dict(type="bool", default=False),
             docker=dict(type="str", default="docker"),
         ),
         supports_check_mode=True,

@@ -9,6 +9,7 @@ would need a Docker engine (`up`, `exec`) are answered by a recording runner.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -105,7 +106,12 @@ def test_new_file_gets_a_services_block():
 def test_operator_lines_survive_byte_for_byte():
     text = ("# top comment\nservices:\n    web:\n        # why\n        environment:\n            A: 1   # keep\n"
             "        mem_limit: 4g # old\n\n    # trailing comment\nvolumes: {}\n")
-    doc = co.OverrideText(text)
+    # The operator's own 4g stays theirs unless the caller adopts it.
+    refused = co.OverrideText(text)
+    refused.set_value(["services", "web", "mem_limit"], "2048m")
+    assert [str(c) for c in refused.operator_values] == ["web.mem_limit at line 7 (4g; planned 2048m)"]
+    assert "        mem_limit: 4g # old" in refused.text().splitlines()
+    doc = co.OverrideText(text, adopt=True)
     doc.set_value(["services", "web", "mem_limit"], "2048m")
     doc.set_value(["services", "web", "memswap_limit"], "4096m")
     doc.set_env(["services", "web"], "B", "2")
@@ -116,6 +122,7 @@ def test_operator_lines_survive_byte_for_byte():
     assert "        mem_limit: 2048m  %s" % MARK in out  # four-space indent followed
     assert "            B: \"2\"  %s" % MARK in out
     assert out.index("        memswap_limit: 4096m  %s" % MARK) < out.index("    # trailing comment")
+    assert [str(c) for c in doc.adopted] == ["web.mem_limit at line 7 (4g; planned 2048m)"]
 
 
 def test_list_environment_gets_a_list_item():
@@ -174,7 +181,12 @@ def test_operator_override_kept_backup_made_deploy_key_followed(checkout):
     os.chmod(checkout / "docker-compose.override.yml", 0o600)
     services = module_run(checkout)["services"]
     plan = budget_plan(services, 24576, overrides={"sidecar": 64})
-    result = module_run(checkout, plan)
+    # kafka's 1g is the operator's own: refused by default, taken over (with a note) only when asked.
+    with pytest.raises(Failed, match=r"values of its own that the plan would change: kafka.deploy.resources.limits.memory at line 10 \(1g; planned"):
+        module_run(checkout, plan)
+    assert (checkout / "docker-compose.override.yml").read_text() == own
+    result = module_run(checkout, plan, adopt=True)
+    assert any(note.startswith("adopted the operator's kafka.deploy.resources.limits.memory at line 10") for note in result["notes"])
     text = (checkout / "docker-compose.override.yml").read_text()
     kept = [line for line in own.splitlines() if "memory: 1g" not in line]
     assert [line for line in text.splitlines() if line in kept] == kept
@@ -201,9 +213,9 @@ def test_invalid_result_leaves_the_old_file(checkout):
     own = "services:\n  web:\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 1g\n"
     (checkout / "docker-compose.override.yml").write_text(own)
     services = module_run(checkout)["services"]
-    # Both keys, equal: valid. The new mem_limit then differs from the deploy limit and compose refuses the merge.
+    # Both keys, equal: valid. Adopted, the new mem_limit differs from the deploy limit and compose refuses the merge.
     with pytest.raises(Failed, match="not valid for this checkout; the old file is left in place"):
-        module_run(checkout, budget_plan(services, 16384))
+        module_run(checkout, budget_plan(services, 16384), adopt=True)
     assert (checkout / "docker-compose.override.yml").read_text() == own
     assert [p.name for p in checkout.iterdir() if p.name.startswith((".compose-limits-", "compose-limits-"))] == []
 
@@ -291,6 +303,49 @@ def test_apply_in_check_mode_restarts_nothing(checkout):
     assert result["changed"] and result["recreated"] == [] and engine.calls == []
 
 
+@needs_compose
+def test_an_operator_value_equal_to_the_plan_stays_theirs_and_survives_absent(checkout):
+    services = module_run(checkout)["services"]
+    plan = budget_plan(services, 16384)
+    web_mb = plan["services"]["web"]["mem_limit_mb"]
+    # The same limit in other units, and an operator's KAFKA_HEAP_OPTS in list style that differs.
+    own = "services:\n  web:\n    mem_limit: %dk\n" % (web_mb * 1024)
+    (checkout / "docker-compose.override.yml").write_text(own)
+    result = module_run(checkout, plan)
+    text = (checkout / "docker-compose.override.yml").read_text()
+    assert "    mem_limit: %dk\n" % (web_mb * 1024) in text and result["changed"]
+    module_run(checkout, state="absent")
+    assert (checkout / "docker-compose.override.yml").read_text() == own
+
+
+@needs_compose
+def test_an_operator_environment_value_is_not_overwritten_without_adopt(checkout):
+    own = "services:\n  kafka:\n    environment:\n      - KAFKA_HEAP_OPTS=-Xmx3g -Xms3g\n"
+    (checkout / "docker-compose.override.yml").write_text(own)
+    plan = budget_plan(module_run(checkout)["services"], 16384)
+    with pytest.raises(Failed, match=r"kafka.environment.KAFKA_HEAP_OPTS at line 4 \(-Xmx3g -Xms3g; planned -Xmx"):
+        module_run(checkout, plan)
+    assert (checkout / "docker-compose.override.yml").read_text() == own
+
+
+@needs_compose
+def test_the_override_keeps_its_line_endings_symlink_and_owner(checkout, tmp_path):
+    real = tmp_path / "kept" / "override.yml"
+    real.parent.mkdir()
+    real.write_bytes(b"# the operator's, with CRLF\r\nservices:\r\n  web:\r\n    environment:\r\n      A: \"1\"\r\n")
+    os.chown(real, 4321, 4321)
+    os.chmod(real, 0o640)
+    (checkout / "docker-compose.override.yml").symlink_to(real)
+    module_run(checkout, budget_plan(module_run(checkout)["services"], 16384), backup=False)
+    assert (checkout / "docker-compose.override.yml").is_symlink()
+    data = real.read_bytes()
+    assert data.startswith(b"# the operator's, with CRLF\r\nservices:\r\n") and b"mem_limit" in data
+    assert data.count(b"\n") == data.count(b"\r\n")
+    info = os.stat(real)
+    assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o777)) == (4321, 4321, "0o640")
+    assert [p.name for p in real.parent.iterdir()] == ["override.yml"]
+
+
 # --- upstream releases ------------------------------------------------------------
 
 @needs_compose
@@ -327,6 +382,25 @@ def test_a_plan_that_does_not_fit_is_refused_before_anything_is_written(checkout
     plan = budget_plan(module_run(checkout)["service_profiles"], 4096)
     assert not plan["fits"]
     with pytest.raises(Failed, match="the plan does not fit this host; .* was left as it was: The usual figures"):
+        module_run(checkout, plan)
+    assert not (checkout / "docker-compose.override.yml").exists()
+
+
+@needs_compose
+@pytest.mark.parametrize("change, message", [
+    (dict(mem_limit_mb="-1"), "web: mem_limit_mb '-1' is not a positive integer"),
+    (dict(mem_limit_mb="10X"), "web: mem_limit_mb '10X' is not a positive integer"),
+    (dict(mem_limit_mb=None), "web: mem_limit_mb None is not a positive integer"),
+    (dict(mem_limit_mb=True), "web: mem_limit_mb True is not a positive integer"),
+    (dict(mem_limit_mb=0), "web: mem_limit_mb 0 is not a positive integer"),
+    (dict(memswap_limit_mb=16), "web: memswap_limit_mb 16 must be an integer of MiB at least mem_limit_mb"),
+    (dict(mem_reservation_mb=10 ** 6), "web: mem_reservation_mb 1000000 must be null or an integer of MiB at most"),
+])
+def test_plan_values_are_checked_before_anything_is_written(checkout, change, message):
+    plan = budget_plan(module_run(checkout)["service_profiles"], 16384)
+    assert not co._plan_problems(plan)
+    plan["services"]["web"].update(change)
+    with pytest.raises(Failed, match="the plan's values are not usable; .* was left as it was: .*" + re.escape(message)):
         module_run(checkout, plan)
     assert not (checkout / "docker-compose.override.yml").exists()
 

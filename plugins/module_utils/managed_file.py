@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: sentry_selfhosted.memory contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A file of the operator's that a module edits: read any bytes, write atomically, keep what makes it theirs.
+
+Standard library only. The file is written through a symlink (the link
+stays, its target is replaced), with the old mode, owner and group and the
+old line endings, from a temporary file beside the target that is flushed
+to disk before it is renamed over it; the temporary file never outlives a
+failure.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import tempfile
+import time
+
+
+class ManagedFile(object):
+    """One file of the operator's: ``read()`` gives text with "\\n" line ends, ``write()`` puts it back as it was kept."""
+
+    def __init__(self, path, default_mode=0o644):
+        self.path = path
+        self.default_mode = default_mode
+        self.newline = "\n"
+
+    @property
+    def target(self):
+        """What is written: the file itself, or the end of its chain of symlinks."""
+        return os.path.realpath(self.path)
+
+    def exists(self):
+        return os.path.exists(self.path)
+
+    def read(self):
+        """The text ('' when there is none); bytes that are not UTF-8 survive a write unchanged."""
+        if not self.exists():
+            return ""
+        with open(self.path, "rb") as handle:
+            raw = handle.read()
+        self.newline = "\r\n" if b"\r\n" in raw else "\n"
+        return raw.decode("utf-8", "surrogateescape").replace("\r\n", "\n")
+
+    def backup(self):
+        """A timestamped copy beside the file (as Ansible's backup_local names it); its path."""
+        copy = "%s.%s~" % (self.path, time.strftime("%Y-%m-%d@%H:%M:%S"))
+        shutil.copy2(self.target, copy)
+        return copy
+
+    def write(self, text):
+        """Replace the file's content with ``text``; mode, owner, line endings and symlinks are kept."""
+        target = self.target
+        directory = os.path.dirname(target) or "."
+        old = os.stat(target) if os.path.exists(target) else None
+        data = text.replace("\n", self.newline).encode("utf-8", "surrogateescape")
+        handle, staged = tempfile.mkstemp(prefix=".%s." % os.path.basename(target), dir=directory)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(staged, old.st_mode & 0o7777 if old else self.default_mode)
+            if old is not None and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+                os.chown(staged, old.st_uid, old.st_gid)
+            os.rename(staged, target)
+        except BaseException:
+            if os.path.exists(staged):
+                os.unlink(staged)
+            raise
+        self._sync_directory(directory)
+
+    @staticmethod
+    def _sync_directory(directory):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
