@@ -118,6 +118,13 @@ def test_remembered_peaks_count_as_measured_and_are_kept_for_the_next_run(tmp_pa
     assert "web" not in json.loads(peaks.read_text())
 
 
+def test_check_mode_on_a_host_too_small_warns_and_finishes(tmp_path, ansible_env, checkout):
+    rc, data = play(tmp_path, ansible_env, checkout, "--check", compose_limits_total_memory_mb=4096)
+    assert rc == 0, data
+    assert task(data, "Warn that a real run would stop here")["msg"].startswith("WARNING (check mode; a real run stops here): The usual")
+    assert data["stats"]["localhost"]["changed"] == 0 and not (checkout / OVERRIDE).exists()
+
+
 def test_check_mode_creates_no_peaks_file(tmp_path, ansible_env, checkout):
     peaks = tmp_path / "state" / "peaks.json"
     rc, data = play(tmp_path, ansible_env, checkout, "--check", compose_limits_use_measured=True, compose_limits_peaks_file=str(peaks))
