@@ -36,7 +36,8 @@ def ensure_image():
     """Build and import the systemd image when podman lacks it (as tests/run does; about a minute the first time)."""
     proc = subprocess.run([SYSTEMD_IMAGE], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit("hacking/systemd-image failed (it needs root, podman, runc and debootstrap):\n" + proc.stderr)
+        raise SystemExit("hacking/systemd-image failed; it needs root and the Debian packages podman, runc and "
+                         "debootstrap (apt-get install podman runc debootstrap):\n" + proc.stderr)
 
 
 def podman(*args):
