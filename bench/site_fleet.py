@@ -3,7 +3,7 @@
 """Wall time of the site playbook on 1 host and on N hosts at once.
 
 For each fleet size it starts that many systemd containers (podman, the
-image of hacking/systemd-image), prepares them as the molecule scenario
+image of hacking/systemd-image, built first when it is missing), prepares them as the molecule scenario
 `site` does (checkout fixture, real Compose CLI, the docker stand-in: there
 is no Docker engine in the boxes), then times the converge of
 molecule/site_fleet/converge.yml (site playbook, no swap) and an idempotent
@@ -29,6 +29,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "localhost/bookworm-systemd:latest"
 PREPARE = os.path.join(REPO, "molecule", "site", "prepare.yml")
 CONVERGE = os.path.join(REPO, "molecule", "site_fleet", "converge.yml")
+SYSTEMD_IMAGE = os.path.join(REPO, "hacking", "systemd-image")
+
+
+def ensure_image():
+    """Build and import the systemd image when podman lacks it (as tests/run does; about a minute the first time)."""
+    proc = subprocess.run([SYSTEMD_IMAGE], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit("hacking/systemd-image failed; it needs root and the Debian packages podman, runc and "
+                         "debootstrap (apt-get install podman runc debootstrap):\n" + proc.stderr)
 
 
 def podman(*args):
@@ -92,6 +101,7 @@ def main():
     args = parser.parse_args()
     if not os.environ.get("DOCKER_CONFIG"):
         raise SystemExit("source hacking/env first (it provides the Compose CLI plugin under DOCKER_CONFIG)")
+    ensure_image()
     tag = str(os.getpid())
     one = measure(1, args.forks, tag + "-a")
     many = measure(args.hosts, args.forks, tag + "-b")

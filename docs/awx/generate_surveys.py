@@ -48,23 +48,42 @@ PLAY_VARIABLES = {
     "restart_serial": {
         "type": "int",
         "default": 1,
+        "label": "Hosts restarted at once",
         "description": "How many hosts restart at once (the play's serial); one failed host stops the roll-out.",
     },
-    "site_swap": {"type": "bool", "default": True, "description": "Run the swap role (tag swap)."},
-    "site_compose_limits": {"type": "bool", "default": True, "description": "Run the compose_limits role (tag compose_limits)."},
-    "site_relay_health": {"type": "bool", "default": True, "description": "Run the relay_health role (tag relay_health)."},
-    "site_memory_alerts": {"type": "bool", "default": True, "description": "Run the memory_alerts role (tag memory_alerts)."},
-    "site_restart_timer": {"type": "bool", "default": True, "description": "Run the restart_timer role (tag restart_timer)."},
+    "site_swap": {"type": "bool", "default": True, "label": "Run the swap role",
+                  "description": "Run the swap role (tag swap)."},
+    "site_compose_limits": {"type": "bool", "default": True, "label": "Run the compose limits role",
+                            "description": "Run the compose_limits role (tag compose_limits)."},
+    "site_relay_health": {"type": "bool", "default": True, "label": "Run the relay health role",
+                          "description": "Run the relay_health role (tag relay_health)."},
+    "site_memory_alerts": {"type": "bool", "default": True, "label": "Run the memory alerts role",
+                           "description": "Run the memory_alerts role (tag memory_alerts)."},
+    "site_restart_timer": {"type": "bool", "default": True, "label": "Run the restart timer role",
+                           "description": "Run the restart_timer role (tag restart_timer)."},
     "site_serial": {
         "type": "str",
         "default": "25%",
+        "label": "Hosts at once while services restart",
         "description": "How many hosts at once (a number or a percentage) in the play that recreates and restarts services.",
     },
     "site_max_fail_percentage": {
         "type": "int",
         "default": 0,
+        "label": "Failed hosts that stop the roll-out (percent)",
         "description": "Stop the roll-out when more than this percentage of a batch fails (0: at the first failed host).",
     },
+}
+# Words of variable names as a label says them (units spelt out, acronyms in capitals).
+LABEL_WORDS = {
+    "mb": "(MiB)", "ms": "(milliseconds)", "sec": "(seconds)", "minutes": "(minutes)", "hours": "(hours)",
+    "cli": "CLI", "url": "URL", "dir": "directory", "fstab": "fstab", "vfs": "VFS", "ref": "Git ref",
+    "nginx": "nginx", "relay": "Relay", "docker": "Docker",
+}
+# The part of the collection a variable belongs to, by prefix, as a label names it.
+LABEL_PARTS = {
+    "swap": "Swap", "compose_limits": "Limits", "relay_health": "Relay health", "memory_alerts": "Alerts",
+    "restart_timer": "Restart timer", "upgrade": "Upgrade", "audit": "Audit", "restart": "Restart",
 }
 MARKUP = re.compile(r"\b[CVOIBMLU]\(([^)]*)\)")
 
@@ -74,6 +93,20 @@ def plain(description):
     if isinstance(description, list):
         description = " ".join(description)
     return MARKUP.sub(r"\1", str(description or "")).strip()
+
+
+def label(variable, option):
+    """A short human label for a question: the option's own label, else its name in words, sentence case.
+
+    The name (not the description) gives the label because descriptions are
+    sentences with markup; the description is the question's help text."""
+    if option.get("label"):
+        return option["label"]
+    prefix = max((p for p in LABEL_PARTS if variable.startswith(p + "_")), key=len, default="")
+    words = [LABEL_WORDS.get(word, word) for word in variable[len(prefix):].strip("_").split("_")]
+    text = " ".join(words)
+    text = text[:1].upper() + text[1:]
+    return "%s: %s" % (LABEL_PARTS[prefix], text) if prefix else text
 
 
 def answer(value):
@@ -95,12 +128,13 @@ def question(variable, option, required=False, comma_list=False):
     if kind == "dict" or (kind == "list" and not choices and not comma_list):
         return None
     item = {
-        "question_name": variable,
+        "question_name": label(variable, option),
         "question_description": plain(option.get("description")),
         "variable": variable,
         "required": bool(option.get("required", required)),
-        "min": "",
-        "max": "",
+        # AWX refuses a min or max that is not an integer or null.
+        "min": None,
+        "max": None,
         "choices": "",
         "default": "",
     }

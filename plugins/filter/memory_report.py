@@ -8,33 +8,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-DOCUMENTATION = r"""
-name: memory_report
-short_description: Lines of the audit report for a memory_info result
-version_added: 0.1.0
-author: sentry_selfhosted.memory maintainers (@sentry-selfhosted)
-description:
-  - Formats a result of M(sentry_selfhosted.memory.memory_info) as readable
-    lines, with the recommendations of P(sentry_selfhosted.memory.memory_recommendations#filter).
-options:
-  _input:
-    description: A registered memory_info result.
-    type: dict
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Print the report
-  ansible.builtin.debug:
-    msg: "{{ memory | sentry_selfhosted.memory.memory_report }}"
-"""
-
-RETURN = r"""
-_value:
-  description: Report lines.
-  type: list
-  elements: str
-"""
+# Documentation: memory_report.yml and memory_recommendations.yml beside this file
+# (one page per filter; ansible-doc reads a .py file's DOCUMENTATION for every filter in it).
 
 from ansible.errors import AnsibleFilterError
 

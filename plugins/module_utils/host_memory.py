@@ -399,7 +399,7 @@ def relay_view(meminfo, release, mode, relay_cgroup=None, threshold=DEFAULT_RELA
     measures = relay_measures(release, mode, limited)
     if measures == "cgroup" and relay_cgroup is None:
         measures = "host"
-        source = "host (relay container not found; Relay itself reads its container's cgroup)"
+        source = "host (relay container not found: no relay container runs, so the host's figures stand in)"
     else:
         source = measures
     if measures == "host-total-free":
@@ -476,9 +476,13 @@ def container_memory(containers, mode, root="/"):
     return containers
 
 
-def top_processes(root="/", count=5):
-    """The ``count`` processes with the largest resident set, from /proc/*/status."""
-    found = []
+def top_processes(root="/", count=5, leave_out=None):
+    """The ``count`` processes with the largest resident set, from /proc/*/status.
+
+    ``leave_out`` is a pid whose process and ancestors (below pid 1) are not
+    listed: the caller's own chain (the module's Python, AnsiballZ,
+    ansible-playbook), which is not what uses the host's memory."""
+    found, parent = [], {}
     for entry in os.listdir(_path(root, "proc")):
         if not entry.isdigit():
             continue
@@ -489,11 +493,19 @@ def top_processes(root="/", count=5):
         for line in text.splitlines():
             if line.startswith("Name:"):
                 name = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+            elif line.startswith("PPid:"):
+                parent[int(entry)] = int(line.split()[1])
             elif line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) * 1024
                 break
         if rss:
             found.append({"pid": int(entry), "name": name, "rss": rss})
+    own = set()
+    pid = leave_out
+    while pid and pid > 1 and pid not in own:
+        own.add(pid)
+        pid = parent.get(pid)
+    found = [p for p in found if p["pid"] not in own]
     found.sort(key=lambda p: p["rss"], reverse=True)
     return found[:count]
 

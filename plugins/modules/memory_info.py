@@ -65,6 +65,8 @@ options:
   top_processes:
     description:
       - How many of the largest processes (by resident memory) to report.
+      - The module's own process and its ancestors (the Ansible processes that
+        run it) are left out.
     type: int
     default: 5
 attributes:
@@ -196,7 +198,7 @@ containers:
     peak: {description: "Highest usage the kernel recorded, or null where the kernel has no such file.", type: int}
     swap: {description: "Swap used by the container, or null where not accounted.", type: int}
 top_processes:
-  description: The largest processes by resident memory.
+  description: The largest processes by resident memory, without the module's own process and its ancestors.
   returned: always
   type: list
   elements: dict
@@ -287,7 +289,13 @@ class MemoryInfo:
         relay_container = next((c for c in containers if c["service"] == "relay" and "error" not in c), None)
         env = hm.checkout_env(self.params["project_dir"])
         release = hm.relay_release(env)
-        if release is None:
+        if not os.path.isdir(self.params["project_dir"]):
+            self.notes.append(
+                "the self-hosted checkout %s does not exist: set sentry_selfhosted_dir (in the inventory, or "
+                "-e sentry_selfhosted_dir=PATH; the module's option is project_dir) to the checkout's directory. "
+                "Until then the Relay release is unknown (taken as a current one) and the threshold is Relay's default"
+                % self.params["project_dir"])
+        elif release is None:
             self.notes.append("the Relay release is unknown (no RELAY_IMAGE tag in %s/.env): taken as a current one"
                               % self.params["project_dir"])
         threshold, threshold_source = self.relay_threshold()
@@ -314,7 +322,7 @@ class MemoryInfo:
             "cgroup_mode": mode,
             "relay": relay,
             "containers": containers,
-            "top_processes": hm.top_processes(self.root, self.params["top_processes"]),
+            "top_processes": hm.top_processes(self.root, self.params["top_processes"], leave_out=os.getpid()),
             "notes": self.notes,
         }
 

@@ -19,7 +19,6 @@ _SPEC.loader.exec_module(generate_surveys)
 SURVEYS = os.path.join(REPO, "docs", "awx", "surveys")
 ROLES = sorted(d for d in os.listdir(os.path.join(REPO, "roles"))
                if os.path.isdir(os.path.join(REPO, "roles", d)))
-AWX_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
 
 
 def specs(role):
@@ -64,26 +63,104 @@ def test_ansible_doc_documents_the_installed_role(role, ansible_env):
     assert documented == set(specs(role)["main"]["options"])
 
 
-def test_surveys_are_valid_awx_specs():
-    for name, text in committed().items():
-        survey = json.loads(text)
-        assert set(survey) == {"name", "description", "spec"} and survey["spec"], name
-        variables = [q["variable"] for q in survey["spec"]]
-        assert len(variables) == len(set(variables)), name
-        for item in survey["spec"]:
-            where = "%s: %s" % (name, item["variable"])
-            assert item["type"] in AWX_TYPES, where
-            assert item["question_name"] and item["question_description"], where
-            assert isinstance(item["required"], bool), where
-            if item["type"] in ("multiplechoice", "multiselect"):
-                choices = item["choices"].split("\n")
-                assert len(choices) >= 2, where
-                for default in filter(None, item["default"].split("\n")):
-                    assert default in choices, where
-            if item["type"] == "integer":
-                assert item["default"] == "" or isinstance(item["default"], int), where
-            if item["type"] == "float":
-                assert item["default"] == "" or isinstance(item["default"], (int, float)), where
+# What AWX's survey_spec endpoint checks before it saves a survey, after
+# JobTemplateSurveySpec._validate_spec_data in ansible/awx awx/api/views/__init__.py
+# and SURVEY_TYPE_MAPPING in awx/main/constants.py. Where AWX is lenient (it tests a
+# default choice as a substring of the choices) this is stricter.
+AWX_DEFAULT_TYPES = {"text": str, "textarea": str, "password": str, "multiplechoice": str, "multiselect": str,
+                     "integer": int, "float": (float, int)}
+
+
+def awx_survey_errors(survey):
+    """Why AWX would refuse the survey spec (an empty list when it accepts it)."""
+    errors = []
+    for field, kind in (("name", str), ("description", str), ("spec", list)):
+        if not isinstance(survey.get(field), kind):
+            errors.append("%s missing or not a %s" % (field, kind.__name__))
+    if errors:
+        return errors
+    if not survey["spec"]:
+        errors.append("spec has no questions")
+    variables = set()
+    for idx, item in enumerate(survey["spec"]):
+        where = "question %d (%s)" % (idx, item.get("variable") if isinstance(item, dict) else item)
+        if not isinstance(item, dict):
+            errors.append("%s is not an object" % where)
+            continue
+        for field in ("type", "question_name", "variable", "required"):
+            kind = bool if field == "required" else str
+            if not isinstance(item.get(field), kind):
+                errors.append("%s: %s missing or not a %s" % (where, field, kind.__name__))
+        if errors:
+            continue
+        if item["variable"] in variables:
+            errors.append("%s: variable duplicated" % where)
+        variables.add(item["variable"])
+        qtype = item["type"]
+        if qtype not in AWX_DEFAULT_TYPES:
+            errors.append("%s: type %s is not one of AWX's" % (where, qtype))
+            continue
+        default = item.get("default", "")
+        # bool is an int to isinstance(); AWX would take it, an integer question should not.
+        if default != "" and (not isinstance(default, AWX_DEFAULT_TYPES[qtype]) or isinstance(default, bool)):
+            errors.append("%s: default %r is not of type %s" % (where, default, qtype))
+        for key in ("min", "max"):
+            if key in item and item[key] is not None and not isinstance(item[key], int):
+                errors.append("%s: %s %r is not an integer or null" % (where, key, item[key]))
+        if qtype in ("multiplechoice", "multiselect"):
+            if not isinstance(item.get("choices"), str) or not item["choices"].strip():
+                errors.append("%s: %s without choices" % (where, qtype))
+                continue
+            choices = [c for c in item["choices"].splitlines() if c.strip()]
+            defaults = [d for d in str(default).splitlines() if d.strip()]
+            if qtype == "multiplechoice" and len(defaults) > 1:
+                errors.append("%s: a multiple choice question has more than one default" % where)
+            for value in defaults:
+                if value not in choices:
+                    errors.append("%s: default %r is not one of the choices" % (where, value))
+        if isinstance(default, str) and default.startswith("$encrypted$"):
+            errors.append("%s: $encrypted$ is reserved" % where)
+    return errors
+
+
+def label_errors(survey):
+    """Questions whose label is not for people: empty, the variable itself, or a raw foo_bar name."""
+    return ["%s: label %r" % (q["variable"], q["question_name"]) for q in survey["spec"]
+            if not q["question_name"].strip() or q["question_name"] == q["variable"] or "_" in q["question_name"]]
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(SURVEYS)))
+def test_shipped_surveys_pass_awx_checks(name):
+    with open(os.path.join(SURVEYS, name)) as handle:
+        survey = json.load(handle)
+    assert awx_survey_errors(survey) == [], name
+    assert label_errors(survey) == [], name
+    for item in survey["spec"]:
+        assert item["question_description"], (name, item["variable"])
+
+
+def test_awx_checks_refuse_what_awx_refuses():
+    """The checks above fail on the shapes AWX answers with HTTP 400 (the old surveys had the first)."""
+    good = {"question_name": "Swap: Priority", "question_description": "d", "variable": "swap_priority",
+            "required": False, "min": None, "max": None, "choices": "", "default": 5, "type": "integer"}
+    assert awx_survey_errors({"name": "n", "description": "d", "spec": [good]}) == []
+    bad = [
+        dict(good, min="", max=""),
+        dict(good, default="5"),
+        dict(good, type="bool"),
+        dict(good, required="false"),
+        dict(good, type="float", default="0.5"),
+        dict(good, type="multiplechoice", choices="", default=""),
+        dict(good, type="multiplechoice", choices="a\nb", default="c"),
+        dict(good, type="multiplechoice", choices="a\nb", default="a\nb"),
+    ]
+    for item in bad:
+        assert awx_survey_errors({"name": "n", "description": "d", "spec": [item]}), item
+    assert awx_survey_errors({"name": "n", "description": "d", "spec": [good, good]})
+    assert awx_survey_errors({"name": "n", "spec": [good]})
+    assert awx_survey_errors({"name": "n", "description": "d", "spec": []})
+    assert label_errors({"spec": [dict(good, question_name="swap_priority")]})
+    assert label_errors({"spec": [dict(good, question_name="Swap priority_x")]})
 
 
 def test_role_surveys_cover_every_role_option_a_survey_can_carry():

@@ -77,8 +77,8 @@ def test_containerfile_installs_collection_core_and_runner(context):
     text = (context / "Containerfile").read_text()
     assert "COPY _build /build" in text
     assert 'ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml' in text
-    assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core>=2.16,<2.20 ansible-runner"' in text
-    assert 'ARG PYCMD="/usr/bin/python3.11"' in text
+    assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core>=2.19,<2.22 ansible-runner"' in text
+    assert 'ARG PYCMD="/usr/bin/python3.12"' in text
     # The collections' own Python and system needs are read during the build.
     assert "introspect.py introspect" in text
     assert "/output/scripts/install-from-bindep" in text

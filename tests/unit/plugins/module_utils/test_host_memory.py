@@ -73,6 +73,42 @@ def test_relay_not_found_falls_back_to_host_and_says_so():
     view = hm.relay_view(meminfo, (26, 8, 0), "v1", None)
     assert view["measures"] == "host"
     assert "not found" in view["source"]
+    # One plain statement: no relay container runs, host figures stand in (no claim about a container that is not there).
+    assert "no relay container runs" in view["source"] and "Relay itself" not in view["source"]
+
+
+def proc_tree(tmp_path, processes):
+    """A /proc with a status file per (pid, ppid, name, rss_kb); rss_kb None for a kernel thread."""
+    for pid, ppid, name, rss_kb in processes:
+        folder = tmp_path / "proc" / str(pid)
+        folder.mkdir(parents=True)
+        lines = ["Name:\t%s" % name, "Umask:\t0022", "State:\tS (sleeping)", "Pid:\t%d" % pid, "PPid:\t%d" % ppid]
+        if rss_kb is not None:
+            lines.append("VmRSS:\t%d kB" % rss_kb)
+        (folder / "status").write_text("\n".join(lines) + "\n")
+    return str(tmp_path)
+
+
+def test_top_processes_leave_out_the_callers_own_chain(tmp_path):
+    root = proc_tree(tmp_path, [
+        (1, 0, "systemd", 12000),
+        (2, 0, "kthreadd", None),
+        (300, 1, "dockerd", 90000),
+        (400, 300, "java", 1500000),
+        (500, 1, "ansible-playbook", 120000),   # the controller (local connection)
+        (510, 500, "ansible-playboo", 110000),  # its worker
+        (520, 510, "sh", 900),
+        (530, 520, "python3", 60000),           # AnsiballZ_memory_info.py
+        (540, 530, "python3", 70000),           # the module itself
+        (600, 1, "snuba", 80000),
+    ])
+    names = [p["name"] for p in hm.top_processes(root, count=10, leave_out=540)]
+    assert names == ["java", "dockerd", "snuba", "systemd"]
+    # Without leave_out every process with a resident set is listed, largest first.
+    everything = hm.top_processes(root, count=10)
+    assert [p["pid"] for p in everything] == [400, 500, 510, 300, 600, 540, 530, 1, 520]
+    assert hm.top_processes(root, count=2, leave_out=540) == [
+        {"pid": 400, "name": "java", "rss": 1500000 * 1024}, {"pid": 300, "name": "dockerd", "rss": 90000 * 1024}]
 
 
 @pytest.mark.parametrize("threshold, rejects", [(0.5, True), (0.99, False), (1.0, False)])

@@ -91,6 +91,29 @@ def test_option_threshold_wins_over_config(tmp_path):
     assert result["relay"]["would_reject"] is True
 
 
+def test_missing_checkout_says_so_and_how_to_set_it():
+    result = gather("v2-relay-limited", docker=False, project_dir="/nonexistent/sentry")
+    note = next(n for n in result["notes"] if "/nonexistent/sentry" in n)
+    assert "does not exist" in note and "sentry_selfhosted_dir" in note
+    # The missing directory is the cause; the release note alone would send the operator to .env.
+    assert not any("no RELAY_IMAGE tag" in n for n in result["notes"])
+
+
+def test_checkout_without_relay_image_keeps_the_release_note(tmp_path):
+    (tmp_path / ".env").write_text("SENTRY_IMAGE=getsentry/sentry:nightly\n")
+    result = gather("v2-relay-limited", docker=False, project_dir=str(tmp_path))
+    assert any("no RELAY_IMAGE tag in %s/.env" % tmp_path in n for n in result["notes"])
+    assert not any("does not exist" in n for n in result["notes"])
+
+
+def test_top_processes_leave_out_the_module_itself():
+    """On this machine, the test's own process stands for the module's: it and its parent are not listed."""
+    result = memory_info.MemoryInfo(FakeModule(docker=False, top_processes=100000)).gather()
+    pids = [p["pid"] for p in result["top_processes"]]
+    assert pids, "this machine has processes"
+    assert os.getpid() not in pids and os.getppid() not in pids
+
+
 def test_no_docker_cli_gives_empty_list_and_a_note():
     result = gather("v1-no-psi-two-swaps", docker=False)
     assert result["containers"] == []
