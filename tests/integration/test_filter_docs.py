@@ -25,16 +25,7 @@ def filter_names():
     return names
 
 
-# memory_budget.py carries memory_budget's DOCUMENTATION, and ansible-doc reads
-# a .py file's DOCUMENTATION for every filter in it before any memory_budget_table.yml:
-# the table's page shows once that DOCUMENTATION moves to memory_budget.yml.
-NOT_YET_OWN_PAGE = {"memory_budget_table"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="memory_budget.py's DOCUMENTATION covers it"))
-    if name in NOT_YET_OWN_PAGE else name
-    for name in filter_names()])
+@pytest.mark.parametrize("name", filter_names())
 def test_each_filter_has_its_own_page(name, ansible_env):
     full = "sentry_selfhosted.memory.%s" % name
     proc = subprocess.run([tool("ansible-doc"), "-t", "filter", "-j", full],

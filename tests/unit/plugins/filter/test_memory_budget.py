@@ -12,8 +12,10 @@ from hypothesis import given, settings, strategies as st
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sentry_selfhosted.memory.plugins.filter import memory_budget as mb
-from conftest import FIXTURES, UPSTREAM
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
 SMALL = ["kafka", "clickhouse", "postgres", "redis", "web", "relay", "nginx", "snuba-api",
          "snuba-errors-consumer", "events-consumer"]
 MIB = 1024 * 1024
