@@ -216,9 +216,10 @@ class Plan:
         return {"release": self.release, "services": len(self.services), "planned_services": len(self.planned),
                 "usual_sum_mb": usual, "limit_sum_mb": limits,
                 "usual_sum_scaled_mb": round(usual / float(FACTOR), 1), "limit_sum_scaled_mb": round(limits / float(FACTOR), 1),
+                "leaker_usual_mb": self.planned[LEAKER]["mem_reservation"],
                 "leaker_limit_mb": self.planned[LEAKER]["mem_limit"],
                 "leaker_limit_scaled_mb": round(self.planned[LEAKER]["mem_limit"] / float(FACTOR), 1),
-                "threshold_scaled_mb": round((RELAY_THRESHOLD * PLANNED_MB - SITE_VARS["compose_limits_reserve_mb"]) / FACTOR, 1)}
+                "threshold_mb": RELAY_THRESHOLD * PLANNED_MB - SITE_VARS["compose_limits_reserve_mb"]}
 
 
 # --- the parent cgroup -------------------------------------------------------
