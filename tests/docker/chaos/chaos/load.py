@@ -5,7 +5,9 @@ Run inside a container of the compose network (`docker compose exec -T nginx
 python3 /chaos/load.py ...`): the engine runs with --bridge=none and publishes
 no host port. Every answer is recorded with its wall-clock time; the summary
 (JSON, on stdout) lists each 503 with its timestamp. It stops by itself after
---seconds (each request times out after 2 s).
+--seconds (each request times out after 5 s: the 2-core machine also runs up to 74
+containers, and a slow answer is the machine, not the memory rule; an error
+is still recorded and fails the test).
 """
 
 import argparse
@@ -34,7 +36,7 @@ def main():
         request = urllib.request.Request(args.url, data=body, headers={"Content-Type": "application/x-sentry-envelope"})
         summary["sent"] += 1
         try:
-            with urllib.request.urlopen(request, timeout=2) as answer:
+            with urllib.request.urlopen(request, timeout=5) as answer:
                 answer.read()
             summary["ok"] += 1
         except urllib.error.HTTPError as exc:

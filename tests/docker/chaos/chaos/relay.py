@@ -12,7 +12,8 @@ total_rss (cgroup v1) or anon (v2), total = min(limit, MemTotal).
 
 The figures and the verdict come from the collection's host_memory.py (its
 one parser of cgroup files and of Relay's rule), mounted beside this file.
-It counts what it accepted and rejected (GET /stats). Standard library only.
+It counts what it accepted and rejected (GET /stats), and holds relay's usual
+figure of the scenario (hold.py) as the other stand-ins do. Standard library only.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import host_memory as hm  # noqa: E402  pylint: disable=wrong-import-position
+from hold import hold  # noqa: E402  pylint: disable=wrong-import-position
 
 READY = hm.RELAY_READY_PATH
 # Relay re-reads its memory figures at most every memory_stat_refresh_frequency_ms (100).
@@ -110,7 +112,9 @@ def main():
     parser.add_argument("--cgroup-version", type=int, default=1)
     parser.add_argument("--threshold", type=float, default=hm.DEFAULT_RELAY_THRESHOLD)
     parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--figures", help="hold relay's figure from this file (see hold.py)")
     args = parser.parse_args()
+    _held = hold("relay", args.figures) if args.figures else b""  # kept while the server runs
     rule = Rule(args.cgroup, args.cgroup_version, args.threshold)
     rule.current()  # fail at start, not per request, when the figures cannot be read
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
