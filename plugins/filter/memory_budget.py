@@ -315,7 +315,7 @@ class Planner:
                     % (len(self.names), sizing.usual_sum, gap_name, gap, self.limit_mb, round(self.threshold * 100),
                        self.total, self.reserve))
         else:
-            text = ("In strict mode the %d services need %d MiB of limits but the budget is %d MiB (%d%% of %d MiB RAM)"
+            text = ("In strict mode the %d services need %d MiB of limits but the budget is %s MiB (%d%% of %d MiB RAM)"
                     % (len(self.names), sum(sizing.floor.values()), self.budget(), round(self.ratio * 100), self.total))
         options = []
         errors_only = [n for n in self.names if not self.profiles_of.get(n) or ERRORS_ONLY in self.profiles_of[n]]
@@ -453,10 +453,10 @@ def memory_budget_table(plan_result):
         lines.append("limits add up to %d MiB of a %d MiB budget (strict, ratio %.2f)" % (
             plan_result["sum_mb"], plan_result["budget_mb"], plan_result["ratio"]))
     else:
+        more = ": more than RAM, which is normal, since only one service at a time is expected to reach its limit"
         lines.append("limits add up to %d MiB (%d%% of RAM)%s" % (
             plan_result["sum_mb"], round(100.0 * plan_result["sum_mb"] / plan_result["total_memory_mb"]),
-            ": more than RAM, which is normal, since only one service at a time is expected to reach its limit"
-            if plan_result["overcommitted"] else ""))
+            more if plan_result["overcommitted"] else ""))
     return lines
 
 
