@@ -40,8 +40,8 @@ def main():
     parser.add_argument("--profile", default="feature-complete")
     parser.add_argument("--lines", action="store_true", help="print the plan's table lines")
     args = parser.parse_args()
-    tags = [args.release] if args.release else sorted((os.path.basename(p) for p in glob.glob(os.path.join(UPSTREAM, "*"))),
-                                                       key=lambda t: [int(x) for x in t.split(".")])
+    found = [os.path.basename(p) for p in glob.glob(os.path.join(UPSTREAM, "*"))]
+    tags = [args.release] if args.release else sorted(found, key=lambda t: [int(x) for x in t.split(".")])
     if not tags:
         sys.exit("no releases under %s" % UPSTREAM)
     cases = [(args.profile, args.ram)] if args.ram else CASES

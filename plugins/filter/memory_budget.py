@@ -443,8 +443,8 @@ def memory_budget_table(plan_result):
     for name in sorted(rows, key=lambda n: (-rows[n]["mem_limit_mb"], n)):
         row = rows[name]
         note = " (suspected leak: measured %d MiB)" % row["suspected_leak_mb"] if "suspected_leak_mb" in row else ""
-        lines.append("%-44s %5d MiB %5d MiB %6.1f%% %s%s" % (name, row["usual_mb"], row["mem_limit_mb"], row["share"] * 100,
-                                                              row["source"], note))
+        figures = (name, row["usual_mb"], row["mem_limit_mb"], row["share"] * 100, row["source"], note)
+        lines.append("%-44s %5d MiB %5d MiB %6.1f%% %s%s" % figures)
     lines.append("usual use %d MiB of %d MiB below Relay's threshold (%d%% of %d MiB RAM, less %d MiB for the OS): "
                  "any one service may grow %d MiB above its usual use before its limit stops it" % (
                      plan_result["usual_sum_mb"], plan_result["threshold_mb"], round(plan_result["relay_threshold"] * 100),

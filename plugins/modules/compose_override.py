@@ -187,14 +187,13 @@ notes:
 
 import json
 import os
-import re
 import tempfile
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OperatorValue, OverrideText
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import (
     COMPOSE_FILE,
     OVERRIDE_FILE,
