@@ -334,6 +334,8 @@ class Swapfile:
         self.build_path = os.path.join(directory, ".%s.swapbuild" % name)
         self.changes = []
         self.method = None
+        # Set by check_host: why a real run would be refused here (check mode plans anyway).
+        self.blocked = None
 
     # -- commands --
     def _cmd(self, argv, what, timeout=None):
@@ -354,16 +356,24 @@ class Swapfile:
         return areas.get(self._real(path)) or areas.get(path)
 
     # -- checks that touch nothing --
-    def check_host(self):
+    def host_blocker(self):
+        """Why swap cannot act on this host, with the module's way out, or (None, None)."""
         reason = container_reason(self.root)
         if reason and not self.params.get("allow_in_container"):
-            raise SwapfileError(
-                "this looks like a container (%s): swap areas are host-wide, so swapon here would change the "
-                "host's swap. Set allow_in_container=true only when that is meant (tests in a privileged "
-                "container with a bind-mounted host directory)" % reason)
+            return ("this looks like a container (%s): swap areas are host-wide, so swapon here would change the "
+                    "host's swap" % reason,
+                    "Set allow_in_container=true only when that is meant (tests in a privileged container with a "
+                    "bind-mounted host directory)")
         if not has_cap_sys_admin(self.root):
-            raise SwapfileError("swapon is not permitted here: this process lacks CAP_SYS_ADMIN "
-                                "(an unprivileged container?); run on the host or in a privileged container")
+            return ("swapon is not permitted here: this process lacks CAP_SYS_ADMIN (an unprivileged container?)",
+                    "Run on the host or in a privileged container")
+        return None, None
+
+    def check_host(self):
+        """Refuse a host where swap cannot act; check mode still plans, and says why (``blocked``)."""
+        self.blocked, way_out = self.host_blocker()
+        if self.blocked and not self.check_mode:
+            raise SwapfileError("%s. %s" % (self.blocked, way_out), blocked=self.blocked)
 
     def check_path(self):
         path = self.path
@@ -715,5 +725,6 @@ class Swapfile:
             "fstab_line": (after["fstab"] or [None])[0] if self.params["fstab"] else None,
             "method": self.method,
             "changes": planned,
+            "blocked": self.blocked,
             "diff": {"before": before, "after": after},
         }

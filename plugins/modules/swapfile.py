@@ -110,7 +110,11 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Reports what would change, after the same checks (disk space, memory safety), and changes nothing.
+    description:
+      - Reports what would change, after the same checks (disk space, memory safety), and changes nothing.
+      - Where a real run would be refused because of the host itself (inside a container without
+        O(allow_in_container), or without CAP_SYS_ADMIN), check mode still shows the plan, warns, and returns
+        the reason as RV(blocked).
     support: full
   diff_mode:
     description: Shows the size, activation, priority and fstab line before and after.
@@ -178,6 +182,13 @@ changes:
   type: list
   elements: str
   sample: ["activated a standby file while /swapfile was switched off", "rebuilt (4.00 GiB -> 8.00 GiB)", "activated"]
+blocked:
+  description:
+    - Why swap cannot act on this host (inside a container without O(allow_in_container), or without
+      CAP_SYS_ADMIN), else null. A real run fails with this message; check mode returns the plan with it.
+  returned: always
+  type: str
+  sample: "this looks like a container (/.dockerenv exists): ..."
 safety:
   description: On a refused swapoff, the figures of the memory check (RAM total, used, swap to move, threshold).
   returned: failure
@@ -237,6 +248,8 @@ class SwapfileModule:
         except (IOError, OSError) as exc:
             self.module.fail_json(msg="%s: %s" % (self.module.params["path"], exc))
         diff = result.pop("diff")
+        if result["blocked"]:
+            self.module.warn("a real run would be refused: %s" % result["blocked"])
         if self.module._diff:
             result["diff"] = {
                 "before_header": "%s (before)" % result["path"],
@@ -248,7 +261,7 @@ class SwapfileModule:
 
 
 def render(state):
-    lines = ["size: %d" % state["size"], "active: %s" % str(state["active"]).lower(),
+    lines = ["size: %s" % (sw.human(state["size"]) if state["size"] else "0"), "active: %s" % str(state["active"]).lower(),
              "priority: %s" % ("null" if state["priority"] is None else state["priority"])]
     if state["fstab"] is not None:
         lines.append("fstab: %s" % (" | ".join(state["fstab"]) if state["fstab"] else "(none)"))

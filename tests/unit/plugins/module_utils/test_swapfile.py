@@ -659,6 +659,23 @@ def test_container_needs_the_opt_in(tmp_path, monkeypatch):
     assert manager(tmp_path, kernel, allow_in_container=True).present()["active"]
 
 
+def test_container_in_check_mode_plans_and_says_why(tmp_path):
+    """Check mode inside a container shows the plan and the reason a real run would be refused."""
+    root = make_root(tmp_path, container=True)
+    (tmp_path / "swap").mkdir()
+    (tmp_path / "fstab").write_text("")
+    kernel = FakeKernel(root)
+    result = manager(tmp_path, kernel, check_mode=True).present()
+    assert result["changed"] and result["changes"] == ["created", "activated", "fstab line written"]
+    assert result["blocked"].startswith("this looks like a container (/run/.containerenv exists)")
+    assert result["size"] == 64 * MIB
+    assert kernel.calls == [] and os.listdir(str(tmp_path / "swap")) == [] and (tmp_path / "fstab").read_text() == ""
+    with pytest.raises(sw.SwapfileError) as refused:
+        manager(tmp_path, kernel).present()
+    assert refused.value.details == {"blocked": result["blocked"]}
+    assert manager(tmp_path, kernel, check_mode=True, allow_in_container=True).present()["blocked"] is None
+
+
 def test_no_cap_sys_admin(tmp_path):
     root = make_root(tmp_path, cap_sys_admin=False)
     (tmp_path / "swap").mkdir()
