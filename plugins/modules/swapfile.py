@@ -28,8 +28,15 @@ description:
   - Files are written beside their final name (C(.NAME.swapbuild)) and renamed into place after mkswap, so a
     crash never leaves a half-written file under a name in use; left-overs of an interrupted run are removed by
     the next run.
+  - A run that changes something holds a host-wide lock, the root-owned file
+    C(/var/lib/sentry-selfhosted-memory/swapfile.lock), so two runs never work at once (the second waits up to
+    O(swapoff_timeout) seconds, then fails having changed nothing). The lock file is also the journal of the
+    standby and build files the module made; a C(.NAME.swapstandby) or C(.NAME.swapbuild) file the journal does
+    not list is not removed without O(force).
   - Only the swapfile named by O(path) and its own standby and build files are ever switched off or removed;
     other swap areas (partitions, other files) are never touched.
+  - A failure after something was done (for example the fstab cannot be written after swapon) reports
+    C(changed) and says in its message what was already done.
 options:
   path:
     description:
@@ -87,7 +94,8 @@ options:
     default: 1G
   force:
     description:
-      - Replace (V(state=present)) or delete (V(state=absent)) a file at O(path) that has no swap signature.
+      - Replace (V(state=present)) or delete (V(state=absent)) a file at O(path) that has no swap signature, and
+        remove C(.NAME.swapstandby) and C(.NAME.swapbuild) files the module's journal does not list.
     type: bool
     default: false
   relay_threshold:
@@ -189,6 +197,11 @@ blocked:
   returned: always
   type: str
   sample: "this looks like a container (/.dockerenv exists): ..."
+done:
+  description: On a failure half-way, what this run had already done (the task then reports changed).
+  returned: failure
+  type: list
+  elements: str
 safety:
   description: On a refused swapoff, the figures of the memory check (RAM total, used, swap to move, threshold).
   returned: failure
