@@ -32,8 +32,8 @@ description:
   - Every input is checked before anything is written; a file that is not valid
     YAML, or that Relay itself would refuse (a duplicate key), is left untouched.
   - Also refused, naming the file and the line, with nothing written - a file that is not UTF-8 (a Latin-1
-    comment); a managed key whose current value Relay cannot read (C(max_memory_percent: abc), a list, a
-    mapping); YAML anchors, aliases or merge keys inside C(health) or C(spool); and aliases anywhere that
+    comment); a managed key whose current value Relay cannot read (C(max_memory_percent) set to C(abc), a list,
+    a mapping); YAML anchors, aliases or merge keys inside C(health) or C(spool); and aliases anywhere that
     expand to more than 100000 nodes (a billion-laughs file of a few hundred bytes would otherwise take
     minutes).
 options:
