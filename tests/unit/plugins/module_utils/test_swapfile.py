@@ -561,9 +561,9 @@ def test_lock_file_writable_by_others_is_refused(tmp_path, host):
 
 
 def test_fstab_write_failure_after_swapon_reports_changed_and_says_so(tmp_path, host, monkeypatch):
-    def refuse(directory, prefix):
+    def refuse(**_kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
-    monkeypatch.setattr(sw.tempfile, "mkstemp", lambda dir, prefix: refuse(dir, prefix))
+    monkeypatch.setattr(sw.tempfile, "mkstemp", refuse)
     with pytest.raises(sw.SwapfileError) as failed:
         manager(tmp_path, host).present()
     path = str(tmp_path / "swap" / "swapfile")

@@ -443,4 +443,3 @@ def test_module_keeps_anchors_elsewhere(tmp_path):
     assert result["changed"] is True and not result.get("failed"), result
     written = read(os.path.join(checkout, "relay", "config.yml"))
     assert written.startswith("x-common: &common {level: WARN}\nlogging: *common\nhealth:\n  max_memory_percent: 0.95\n")
-
