@@ -54,13 +54,14 @@ def calls(directory):
 
 def play(tmp_path, ansible_env, checkout, docker, *extra):
     directory, bin_dir = docker
-    role_vars = {"sentry_selfhosted_dir": str(checkout), "relay_health_restart_timeout": 5,
-                 "relay_health_pending_restart_file": str(tmp_path / "state" / "relay-restart-pending.json")}
+    role_vars = {"sentry_selfhosted_dir": str(checkout), "relay_health_restart_timeout": 5}
+    # The record's place is the role's own (vars/main.yml); an extra variable moves it off this machine's /var/lib.
+    extra = list(extra) + ["-e", "__relay_health_pending_restart_file=%s" % (tmp_path / "state" / "relay-restart-pending.json")]
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps([{"name": "Relay", "hosts": "localhost", "gather_facts": False,
                                      "roles": [{"role": "sentry_selfhosted.memory.relay_health", "vars": role_vars}]}]))
     env = dict(ansible_env, DOCKER_STANDIN_DIR=str(directory), PATH="%s:%s" % (bin_dir, ansible_env["PATH"]))
-    proc = subprocess.run([tool("ansible-playbook"), "-i", INVENTORY, str(playbook)] + list(extra),
+    proc = subprocess.run([tool("ansible-playbook"), "-i", INVENTORY, str(playbook)] + extra,
                           env=env, capture_output=True, text=True, check=False)
     return proc.returncode, json.loads(proc.stdout)
 
