@@ -662,6 +662,16 @@ class Swapfile:
     def _locked(self, work):
         if self.check_mode:
             return work()
+        # Plan first, touching nothing: a run with nothing to do, or refused on this host,
+        # leaves no lock file behind. The plan is made again under the lock.
+        self.check_mode = True
+        try:
+            plan = work()
+        finally:
+            self.check_mode = False
+        if not plan["changed"]:
+            return plan
+        self.check_host()
         self.lock(self.params.get("swapoff_timeout") or 600)
         try:
             return work()

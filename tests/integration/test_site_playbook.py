@@ -191,3 +191,29 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     # The closing audit says it was a check run, and the summary is on the command line.
     assert "CHECK MODE: nothing was changed" in out
     assert "TASK [Show the summary]" in out and '"check_mode": true' in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare of a PID namespace needs root")
+def test_a_real_run_inside_a_container_refuses_swap_in_the_roles_terms(ansible_env, checkout, tmp_path):
+    """The same container as above, a real run with only swap on: refused, naming the role variable and the tag."""
+    fstab = tmp_path / "fstab"
+    fstab.write_text("UUID=1 / ext4 defaults 0 1\n")
+    (tmp_path / "swapdir").mkdir()
+    switches = [s for s in ROLES_OFF if not s.startswith("site_swap")]
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", "env", "container=test",
+            tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.site",
+            "-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "site_containers=false",
+            "-e", "swap_file_path=%s" % (tmp_path / "swapdir" / "swapfile"), "-e", "swap_fstab_path=%s" % fstab,
+            "-e", "swap_sysctl_file=%s" % (tmp_path / "sysctl.conf"), "-e", "swap_sysctl_apply=false"]
+    for switch in switches:
+        argv += ["-e", switch]
+    proc = subprocess.run(argv, env=ansible_env, capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode != 0
+    data = json.loads(proc.stdout)
+    refusal = [t["hosts"]["localhost"] for play in data["plays"] for t in play["tasks"]
+               if t["task"]["name"].split(" : ")[-1] == "Refuse to change swap from here"][0]
+    assert refusal.get("failed") is True
+    assert re.match(r"the swap role cannot act on this host: this looks like a container \(", refusal["msg"])
+    assert "swap_allow_in_container: true" in refusal["msg"] and "--skip-tags swap" in refusal["msg"]
+    assert fstab.read_text() == "UUID=1 / ext4 defaults 0 1\n"
+    assert os.listdir(str(tmp_path / "swapdir")) == [] and not (tmp_path / "sysctl.conf").exists()

@@ -533,6 +533,18 @@ def test_foreign_standby_or_build_files_are_refused_without_force(tmp_path, host
     assert not foreign.exists()
 
 
+def test_nothing_to_do_or_a_refusal_leaves_no_lock_file(tmp_path, host):
+    manager(tmp_path, host, fstab=False).present()
+    os.unlink(journal_of(host))
+    assert not manager(tmp_path, host, fstab=False).present()["changed"]
+    assert not os.path.exists(journal_of(host))
+    (tmp_path / "root" / "run").mkdir()
+    (tmp_path / "root" / "run" / ".containerenv").write_text("")
+    with pytest.raises(sw.SwapfileError, match="looks like a container"):
+        manager(tmp_path, host, size=128 * MIB).present()
+    assert not os.path.exists(journal_of(host))
+
+
 def test_the_journal_lists_only_files_that_exist_after_a_run(tmp_path, host):
     manager(tmp_path, host).present()
     manager(tmp_path, host, size=128 * MIB).present()
