@@ -5,7 +5,8 @@ Only what touches nothing outside a temporary copy of the checkout fixture
 runs here: the audits, the summary and the relay_health role (it writes
 relay/config.yml of the checkout and, with relay_health_apply off, talks to
 no Docker engine). The roles that change the host (swap, timers, compose
-limits with the Compose CLI) run in the molecule scenarios site and site_fleet.
+limits with the Compose CLI) run in the molecule scenarios site and site_fleet;
+here they run whole only in check mode (and swap's refusal in a container).
 """
 
 import hashlib
