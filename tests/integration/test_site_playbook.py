@@ -218,3 +218,25 @@ def test_a_real_run_inside_a_container_refuses_swap_in_the_roles_terms(ansible_e
     assert "swap_allow_in_container: true" in refusal["msg"] and "--skip-tags swap" in refusal["msg"]
     assert fstab.read_text() == "UUID=1 / ext4 defaults 0 1\n"
     assert os.listdir(str(tmp_path / "swapdir")) == [] and not (tmp_path / "sysctl.conf").exists()
+
+
+def test_check_mode_with_swap_allowed_plans_without_a_warning(ansible_env, checkout):
+    """Where swap may act, check mode shows the planned figure and no warning."""
+    switches = [s for s in ROLES_OFF if not s.startswith("site_swap")] + ["swap_allow_in_container=true"]
+    before = digest_tree(*HOST_FILES)
+    data, summary = run_site(ansible_env, checkout, "--check", "--diff", switches=switches)
+    assert digest_tree(*HOST_FILES) == before
+    swapfile = task_result(data, "Keep the swapfile at /swapfile")
+    assert swapfile["blocked"] is None
+    assert task_result(data, "Warn that swap cannot act here (check mode goes on)").get("skipped") is True
+    report = task_result(data, "Show swap before and after")["msg"]
+    assert report[1].startswith("Swap after (planned; check mode changed nothing): ") and "cannot carry it out" not in report[1]
+    assert summary["check_mode"] is True
+
+
+def task_result(data, name):
+    for play in data["plays"]:
+        for item in play["tasks"]:
+            if item["task"]["name"].split(" : ")[-1] == name:
+                return item["hosts"]["localhost"]
+    raise AssertionError("no task %r" % name)
