@@ -125,4 +125,5 @@ class FilterModule:
         return {
             "memory_report": memory_report,
             "memory_recommendations": memory_recommendations,
+            "human_bytes": human,
         }

@@ -80,6 +80,12 @@ def read_meminfo(root="/"):
     return info
 
 
+def unescape_octal(field):
+    """A path as the kernel (/proc/swaps, /proc/self/mounts) and fstab write it: space, tab, newline
+    and backslash as octal escapes (\\040, \\011, \\012, \\134)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def read_swaps(root="/"):
     """Active swap areas from /proc/swaps; sizes in bytes."""
     text = _read(root, "proc/swaps")
@@ -88,8 +94,7 @@ def read_swaps(root="/"):
         fields = line.split()
         if len(fields) < 5:
             continue
-        # Paths with spaces are written as \040 by the kernel.
-        path = fields[0].replace("\\040", " ")
+        path = unescape_octal(fields[0])
         areas.append({
             "path": path,
             "type": fields[1],
@@ -162,7 +167,7 @@ def read_mounts(root="/"):
     for line in (_read_optional(root, "proc/self/mounts") or "").splitlines():
         fields = line.split()
         if len(fields) >= 4:
-            mounts.append({"source": fields[0], "target": fields[1].replace("\\040", " "), "fstype": fields[2],
+            mounts.append({"source": fields[0], "target": unescape_octal(fields[1]), "fstype": fields[2],
                            "options": fields[3]})
     return mounts
 

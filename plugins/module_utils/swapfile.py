@@ -26,10 +26,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import json
 import os
 import re
 import struct
 import tempfile
+import time
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 
@@ -66,6 +68,10 @@ SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGTP])(iB|B)?|(B))?\s*$", re.
 SIZE_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 
 CAP_SYS_ADMIN = 21
+
+# Below the host's root: the lock every changing run holds, whose content is the
+# journal of the standby and build files this module made and has not removed yet.
+JOURNAL = "var/lib/sentry-selfhosted-memory/swapfile.lock"
 
 
 class SwapfileError(Exception):
@@ -180,10 +186,6 @@ def fstab_escape(path):
     return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
 
 
-def fstab_unescape(field):
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def fstab_line(path, priority=None):
     options = "sw" if priority is None else "sw,pri=%d" % priority
     return "%s none swap %s 0 0" % (fstab_escape(path), options)
@@ -194,7 +196,7 @@ def _is_swap_line_for(line, path):
     if not stripped or stripped.startswith("#"):
         return False
     fields = stripped.split()
-    return len(fields) >= 3 and fields[2] == "swap" and fstab_unescape(fields[0]) == path
+    return len(fields) >= 3 and fields[2] == "swap" and hm.unescape_octal(fields[0]) == path
 
 
 def fstab_find(text, path):
@@ -334,6 +336,12 @@ class Swapfile:
         self.build_path = os.path.join(directory, ".%s.swapbuild" % name)
         self.changes = []
         self.method = None
+        # Set by check_host: why a real run would be refused here (check mode plans anyway).
+        self.blocked = None
+        self.journal_path = os.path.join(root, JOURNAL)
+        self.lock_handle = None
+        # What this run has done so far, for the message of a failure half-way.
+        self.done = []
 
     # -- commands --
     def _cmd(self, argv, what, timeout=None):
@@ -354,16 +362,24 @@ class Swapfile:
         return areas.get(self._real(path)) or areas.get(path)
 
     # -- checks that touch nothing --
-    def check_host(self):
+    def host_blocker(self):
+        """Why swap cannot act on this host, with the module's way out, or (None, None)."""
         reason = container_reason(self.root)
         if reason and not self.params.get("allow_in_container"):
-            raise SwapfileError(
-                "this looks like a container (%s): swap areas are host-wide, so swapon here would change the "
-                "host's swap. Set allow_in_container=true only when that is meant (tests in a privileged "
-                "container with a bind-mounted host directory)" % reason)
+            return ("this looks like a container (%s): swap areas are host-wide, so swapon here would change the "
+                    "host's swap" % reason,
+                    "Set allow_in_container=true only when that is meant (tests in a privileged container with a "
+                    "bind-mounted host directory)")
         if not has_cap_sys_admin(self.root):
-            raise SwapfileError("swapon is not permitted here: this process lacks CAP_SYS_ADMIN "
-                                "(an unprivileged container?); run on the host or in a privileged container")
+            return ("swapon is not permitted here: this process lacks CAP_SYS_ADMIN (an unprivileged container?)",
+                    "Run on the host or in a privileged container")
+        return None, None
+
+    def check_host(self):
+        """Refuse a host where swap cannot act; check mode still plans, and says why (``blocked``)."""
+        self.blocked, way_out = self.host_blocker()
+        if self.blocked and not self.check_mode:
+            raise SwapfileError("%s. %s" % (self.blocked, way_out), blocked=self.blocked)
 
     def check_path(self):
         path = self.path
@@ -463,7 +479,10 @@ class Swapfile:
     def write_fstab(self, text):
         target = self.params["fstab_path"]
         directory = os.path.dirname(target) or "."
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fstab.")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fstab.")
+        except (IOError, OSError) as exc:
+            raise SwapfileError("cannot write %s: %s" % (target, exc))
         try:
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
@@ -487,6 +506,7 @@ class Swapfile:
         build = self.build_path
         if os.path.lexists(build):
             os.unlink(build)
+        self.record(build, True)
         if method == "btrfs-mkswapfile":
             self._cmd([self.bin_path("btrfs"), "filesystem", "mkswapfile", "--size", str(size), build],
                       "btrfs filesystem mkswapfile")
@@ -510,7 +530,10 @@ class Swapfile:
             self._cmd([self.bin_path("mkswap", required=True), build], "mkswap")
         if os.path.exists(os.path.join(self.root, "sys/fs/selinux/enforce")):
             self._cmd([self.bin_path("chcon", required=True), "-t", "swapfile_t", build], "chcon -t swapfile_t")
+        if target == self.standby:
+            self.record(target, True)
         os.rename(build, target)
+        self.record(build, False)
 
     def swapon(self, path):
         argv = [self.bin_path("swapon", required=True)]
@@ -550,9 +573,115 @@ class Swapfile:
     def remove(self, path):
         if os.path.lexists(path):
             os.unlink(path)
+        if path in (self.standby, self.build_path):
+            self.record(path, False)
+
+    # -- the lock and the journal of our own temporary files --
+    def lock(self, wait):
+        """Take the host-wide swapfile lock (a root-owned file), waiting up to ``wait`` seconds."""
+        import fcntl
+        directory = os.path.dirname(self.journal_path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        stat = os.fstat(fd)
+        if stat.st_uid != os.geteuid() or stat.st_mode & 0o022:
+            os.close(fd)
+            raise SwapfileError("the lock file %s is not owned by this user or is writable by others; "
+                                "refusing to trust it (remove it)" % self.journal_path)
+        deadline = time.time() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError):
+                if time.time() >= deadline:
+                    os.close(fd)
+                    raise SwapfileError("another swapfile run holds %s; waited %d s, nothing was changed"
+                                        % (self.journal_path, wait))
+                time.sleep(1)
+        self.lock_handle = fd
+
+    def unlock(self):
+        if self.lock_handle is not None:
+            os.close(self.lock_handle)
+            self.lock_handle = None
+
+    def own_files(self):
+        """The standby and build files the journal says this module made."""
+        try:
+            with open(self.journal_path) as handle:
+                text = handle.read()
+        except (IOError, OSError):
+            return set()
+        try:
+            return set(json.loads(text).get("files", [])) if text.strip() else set()
+        except (ValueError, AttributeError):
+            return set()
+
+    def record(self, path, made):
+        """Add (``made``) or drop ``path`` in the journal, before the file appears or after it went."""
+        files = self.own_files()
+        if made:
+            files.add(path)
+        else:
+            files.discard(path)
+        os.lseek(self.lock_handle, 0, os.SEEK_SET)
+        os.ftruncate(self.lock_handle, 0)
+        os.write(self.lock_handle, json.dumps({"files": sorted(files)}).encode("utf-8"))
+        os.fsync(self.lock_handle)
+
+    def check_leftovers(self, standby_exists, build_exists):
+        """Refuse to remove a standby or build file this module cannot prove it made (unless force)."""
+        ours = self.own_files()
+        foreign = [path for path, exists in ((self.standby, standby_exists), (self.build_path, build_exists))
+                   if exists and path not in ours]
+        if foreign and not self.params["force"]:
+            raise SwapfileError(
+                "%s %s not made by this module (its journal %s does not list %s); refusing to switch off or remove "
+                "%s. Move %s away, or set force=true to remove %s"
+                % (" and ".join(foreign), "is" if len(foreign) == 1 else "are", self.journal_path,
+                   "it" if len(foreign) == 1 else "them", "it" if len(foreign) == 1 else "them",
+                   "it" if len(foreign) == 1 else "them", "it" if len(foreign) == 1 else "them"))
+
+    def failed_half_way(self, exc):
+        """A failure after something was done: say what was done and report changed."""
+        msg = exc.msg if isinstance(exc, SwapfileError) else "%s: %s" % (self.path, exc)
+        details = dict(exc.details) if isinstance(exc, SwapfileError) else {}
+        if self.done:
+            msg = "%s. Already done by this run: %s" % (msg, "; ".join(self.done))
+            details.update(changed=True, done=list(self.done))
+        return SwapfileError(msg, **details)
+
+    def present(self):
+        return self._locked(self._present)
+
+    def absent(self):
+        return self._locked(self._absent)
+
+    def _locked(self, work):
+        if self.check_mode:
+            return work()
+        # Plan first, touching nothing: a run with nothing to do, or refused on this host,
+        # leaves no lock file behind. The plan is made again under the lock.
+        self.check_mode = True
+        try:
+            plan = work()
+        finally:
+            self.check_mode = False
+        if not plan["changed"]:
+            return plan
+        self.check_host()
+        self.lock(self.params.get("swapoff_timeout") or 600)
+        try:
+            return work()
+        except (SwapfileError, IOError, OSError) as exc:
+            raise self.failed_half_way(exc)
+        finally:
+            self.unlock()
 
     # -- states --
-    def present(self):
+    def _present(self):
         size = self.params["size"]
         method_requested = self.params["create_method"]
         self.check_path()
@@ -564,6 +693,7 @@ class Swapfile:
         canonical = self.file_state(self.path, areas)
         standby = self.file_state(self.standby, areas)
         leftover_build = os.path.lexists(self.build_path)
+        self.check_leftovers(standby["exists"], leftover_build)
         wanted_priority = self.params.get("priority")
 
         if canonical["exists"] and canonical["header"] is None and not canonical["active"] and not self.params["force"]:
@@ -629,6 +759,7 @@ class Swapfile:
         self.changes = planned
         if leftover_build:
             self.remove(self.build_path)
+            self.done.append("removed %s" % self.build_path)
         made_standby = False
         if cycle:
             if not standby["active"]:
@@ -636,6 +767,7 @@ class Swapfile:
                 self.build(self.standby, size, self.method)
                 self.activate(self.standby, size)
                 made_standby = True
+                self.done.append("activated the standby file %s" % self.standby)
             try:
                 self.swapoff(self.path, self.path)
             except SwapfileError:
@@ -644,29 +776,42 @@ class Swapfile:
                     self.run([self.bin_path("swapoff", required=True), self.standby], timeout=self.params.get("swapoff_timeout"))
                     if self.area_of(self.standby) is None:
                         self.remove(self.standby)
+                        self.done.append("switched off and removed %s again" % self.standby)
                 raise
+            self.done.append("switched off %s" % self.path)
         if rebuild:
             self.remove(self.path)
             self.build(self.path, size, self.method)
+            self.done.append("wrote %s (%s)" % (self.path, human(size)))
         if fix_owner:
             os.chown(self.path, 0, 0)
             os.chmod(self.path, 0o600)
+            self.done.append("set mode 0600 and owner root")
         if activate:
             self.activate(self.path, size)
+            self.done.append("activated %s" % self.path)
         if fstab_after != fstab_before:
-            self.write_fstab(fstab_after)
+            try:
+                self.write_fstab(fstab_after)
+            except SwapfileError as exc:
+                raise SwapfileError("%s; %s is active now but %s has no line for it, so it will not come back "
+                                    "after a reboot: fix %s and run again" % (exc.msg, self.path, self.params["fstab_path"],
+                                                                              self.params["fstab_path"]))
+            self.done.append("wrote the fstab line")
         if os.path.lexists(self.standby):
             self.swapoff(self.standby, "the standby file %s" % self.standby)
             self.remove(self.standby)
+            self.done.append("switched off and removed %s" % self.standby)
         after["priority"] = (self.area_of(self.path) or {}).get("priority")
         return self.result(before, after, planned)
 
-    def absent(self):
+    def _absent(self):
         self.check_path()
         areas = self._areas()
         canonical = self.file_state(self.path, areas)
         standby = self.file_state(self.standby, areas)
         leftover_build = os.path.lexists(self.build_path)
+        self.check_leftovers(standby["exists"], leftover_build)
         if canonical["exists"] and canonical["header"] is None and not canonical["active"] and not self.params["force"]:
             raise SwapfileError("%s exists and is not a swapfile (no swap signature); refusing to delete it "
                                 "(set force=true to delete it anyway)" % self.path)
@@ -697,10 +842,16 @@ class Swapfile:
         if standby["exists"]:
             self.swapoff(self.standby, "the standby file %s" % self.standby)
             self.remove(self.standby)
-        self.remove(self.build_path)
-        self.swapoff(self.path, self.path)
+            self.done.append("switched off and removed %s" % self.standby)
+        if leftover_build:
+            self.remove(self.build_path)
+            self.done.append("removed %s" % self.build_path)
+        if canonical["active"]:
+            self.swapoff(self.path, self.path)
+            self.done.append("switched off %s" % self.path)
         if fstab_after != fstab_before:
             self.write_fstab(fstab_after)
+            self.done.append("removed the fstab line")
         self.remove(self.path)
         self.changes = planned
         return self.result(before, after, planned)
@@ -715,5 +866,6 @@ class Swapfile:
             "fstab_line": (after["fstab"] or [None])[0] if self.params["fstab"] else None,
             "method": self.method,
             "changes": planned,
+            "blocked": self.blocked,
             "diff": {"before": before, "after": after},
         }

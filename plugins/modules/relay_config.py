@@ -31,6 +31,11 @@ description:
     as the self-hosted installer does.
   - Every input is checked before anything is written; a file that is not valid
     YAML, or that Relay itself would refuse (a duplicate key), is left untouched.
+  - Also refused, naming the file and the line, with nothing written - a file that is not UTF-8 (a Latin-1
+    comment); a managed key whose current value Relay cannot read (C(max_memory_percent) set to C(abc), a list,
+    a mapping); YAML anchors, aliases or merge keys inside C(health) or C(spool); and aliases anywhere that
+    expand to more than 100000 nodes (a billion-laughs file of a few hundred bytes would otherwise take
+    minutes).
 options:
   project_dir:
     description:
@@ -170,6 +175,70 @@ class RelayConfigError(Exception):
     """Input or file content that must not be written."""
 
 
+# The top-level sections whose keys this module writes.
+MANAGED_SECTIONS = ("health", "spool")
+# A relay config has a few hundred nodes; aliases may not multiply that past this
+# (a billion-laughs file of under 1 KB expands to billions, and every walk of it
+# would run for minutes).
+MAX_EXPANDED_NODES = 100000
+
+
+def expanded_size(root):
+    """Nodes of the composed document once aliases are expanded, counted without expanding them."""
+    sizes, busy = {}, set()
+
+    def size(node):
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise RelayConfigError("has a YAML alias that refers to itself")
+        busy.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+        busy.discard(key)
+        sizes[key] = min(total, MAX_EXPANDED_NODES + 1)
+        return sizes[key]
+    return size(root)
+
+
+def check_anchors(text, root):
+    """Refuse anchors, aliases and merge keys inside the managed sections (an edit there would also
+    change, or be hidden behind, another part of the file), and aliases that expand past a bound."""
+    spans = []
+    if isinstance(root, yaml.MappingNode):
+        # A section's text runs from its key to the next top-level key (its value node may be an
+        # alias of a node defined elsewhere, so its own marks do not tell).
+        keys = [key_node for key_node, dummy in root.value]
+        for index, key_node in enumerate(keys):
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value in MANAGED_SECTIONS:
+                end = keys[index + 1].start_mark.index if index + 1 < len(keys) else len(text)
+                spans.append((key_node.value, key_node.start_mark.index, end))
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        what = None
+        if isinstance(event, yaml.AliasEvent):
+            what = "the alias *%s" % event.anchor
+        elif getattr(event, "anchor", None):
+            what = "the anchor &%s" % event.anchor
+        elif isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.style is None:
+            what = "a merge key (<<)"
+        if what is None:
+            continue
+        for section, start, end in spans:
+            if start <= event.start_mark.index < end:
+                raise RelayConfigError("uses %s in %s (line %d): this module does not edit YAML anchors, aliases or "
+                                       "merge keys in the sections it manages; write %s out plainly"
+                                       % (what, section, event.start_mark.line + 1, section))
+    if root is not None and expanded_size(root) > MAX_EXPANDED_NODES:
+        raise RelayConfigError("has YAML aliases that expand to more than %d nodes; refusing to read it"
+                               % MAX_EXPANDED_NODES)
+
+
 def wanted_settings(params, release):
     """The dotted keys this release understands, with their wanted values, after validation."""
     percent = params["max_memory_percent"]
@@ -251,8 +320,11 @@ class YamlEditor:
         self.text = text
         self.newline = "\r\n" if "\r\n" in text else "\n"
         try:
-            self.data = yaml.safe_load(text)
+            # Composed and checked first: constructing or walking a file whose aliases
+            # expand past the bound would take minutes.
             self.root = yaml.compose(text, Loader=yaml.SafeLoader)
+            check_anchors(text, self.root)
+            self.data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise RelayConfigError("is not valid YAML: %s" % exc)
         if self.data is None:
@@ -341,6 +413,12 @@ class YamlEditor:
                     raise RelayConfigError("has %s set to a mapping or list (line %d), not a value"
                                            % (dotted, value_node.start_mark.line + 1))
                 current = data.get(key)
+                if not self._readable_as(current, want):
+                    raise RelayConfigError(
+                        "has %s: %s (line %d), which Relay cannot read as %s; correct or remove that line"
+                        % (dotted, self.text[value_node.start_mark.index:value_node.end_mark.index].strip() or "(empty)",
+                           value_node.start_mark.line + 1,
+                           "a number" if isinstance(want, (int, float)) else "a string"))
                 if not self._same(current, want):
                     self.edits.append((value_node.start_mark.index, value_node.end_mark.index, render_scalar(want)))
                     self.changed.append(dotted)
@@ -367,6 +445,15 @@ class YamlEditor:
         if isinstance(value, dict):
             return "{%s}" % ", ".join("%s: %s" % (k, self._flow(v)) for k, v in value.items())
         return render_scalar(value)
+
+    @staticmethod
+    def _readable_as(current, want):
+        """Whether the file's value is of the kind Relay reads for the key (null: not set)."""
+        if current is None:
+            return True
+        if isinstance(want, (int, float)):
+            return isinstance(current, (int, float)) and not isinstance(current, bool)
+        return isinstance(current, str)
 
     @staticmethod
     def _same(current, want):
@@ -441,11 +528,16 @@ class RelayConfig:
     def read(self, path):
         try:
             with open(path, "rb") as handle:
-                return handle.read().decode("utf-8")
-        except UnicodeDecodeError:
-            self.fail("%s is not UTF-8 text; nothing was written" % path)
+                data = handle.read()
         except (IOError, OSError) as exc:
             self.fail("cannot read %s: %s" % (path, exc))
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Relay reads its config as UTF-8 too: say where the stray byte is (often a Latin-1 comment).
+            line = data.count(b"\n", 0, exc.start) + 1
+            self.fail("%s is not UTF-8 text: byte 0x%02x on line %d (Latin-1 or another encoding?); save it as "
+                      "UTF-8; nothing was written" % (path, bytearray(data[exc.start:exc.start + 1])[0], line))
 
     def run(self):
         if not os.path.isdir(self.project_dir) or not sentry_compose.is_selfhosted_checkout(self.project_dir):

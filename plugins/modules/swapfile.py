@@ -28,8 +28,15 @@ description:
   - Files are written beside their final name (C(.NAME.swapbuild)) and renamed into place after mkswap, so a
     crash never leaves a half-written file under a name in use; left-overs of an interrupted run are removed by
     the next run.
+  - A run that changes something holds a host-wide lock, the root-owned file
+    C(/var/lib/sentry-selfhosted-memory/swapfile.lock), so two runs never work at once (the second waits up to
+    O(swapoff_timeout) seconds, then fails having changed nothing). The lock file is also the journal of the
+    standby and build files the module made; a C(.NAME.swapstandby) or C(.NAME.swapbuild) file the journal does
+    not list is not removed without O(force).
   - Only the swapfile named by O(path) and its own standby and build files are ever switched off or removed;
     other swap areas (partitions, other files) are never touched.
+  - A failure after something was done (for example the fstab cannot be written after swapon) reports
+    C(changed) and says in its message what was already done.
 options:
   path:
     description:
@@ -87,7 +94,8 @@ options:
     default: 1G
   force:
     description:
-      - Replace (V(state=present)) or delete (V(state=absent)) a file at O(path) that has no swap signature.
+      - Replace (V(state=present)) or delete (V(state=absent)) a file at O(path) that has no swap signature, and
+        remove C(.NAME.swapstandby) and C(.NAME.swapbuild) files the module's journal does not list.
     type: bool
     default: false
   relay_threshold:
@@ -110,7 +118,11 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Reports what would change, after the same checks (disk space, memory safety), and changes nothing.
+    description:
+      - Reports what would change, after the same checks (disk space, memory safety), and changes nothing.
+      - Where a real run would be refused because of the host itself (inside a container without
+        O(allow_in_container), or without CAP_SYS_ADMIN), check mode still shows the plan, warns, and returns
+        the reason as RV(blocked).
     support: full
   diff_mode:
     description: Shows the size, activation, priority and fstab line before and after.
@@ -178,6 +190,18 @@ changes:
   type: list
   elements: str
   sample: ["activated a standby file while /swapfile was switched off", "rebuilt (4.00 GiB -> 8.00 GiB)", "activated"]
+blocked:
+  description:
+    - Why swap cannot act on this host (inside a container without O(allow_in_container), or without
+      CAP_SYS_ADMIN), else null. A real run fails with this message; check mode returns the plan with it.
+  returned: always
+  type: str
+  sample: "this looks like a container (/.dockerenv exists): ..."
+done:
+  description: On a failure half-way, what this run had already done (the task then reports changed).
+  returned: failure
+  type: list
+  elements: str
 safety:
   description: On a refused swapoff, the figures of the memory check (RAM total, used, swap to move, threshold).
   returned: failure
@@ -237,6 +261,8 @@ class SwapfileModule:
         except (IOError, OSError) as exc:
             self.module.fail_json(msg="%s: %s" % (self.module.params["path"], exc))
         diff = result.pop("diff")
+        if result["blocked"]:
+            self.module.warn("a real run would be refused: %s" % result["blocked"])
         if self.module._diff:
             result["diff"] = {
                 "before_header": "%s (before)" % result["path"],
@@ -248,7 +274,7 @@ class SwapfileModule:
 
 
 def render(state):
-    lines = ["size: %d" % state["size"], "active: %s" % str(state["active"]).lower(),
+    lines = ["size: %s" % (sw.human(state["size"]) if state["size"] else "0"), "active: %s" % str(state["active"]).lower(),
              "priority: %s" % ("null" if state["priority"] is None else state["priority"])]
     if state["fstab"] is not None:
         lines.append("fstab: %s" % (" | ".join(state["fstab"]) if state["fstab"] else "(none)"))

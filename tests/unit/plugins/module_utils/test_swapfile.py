@@ -9,6 +9,7 @@ real commands.
 """
 
 import errno
+import json
 import os
 import struct
 
@@ -491,11 +492,18 @@ def test_an_interrupted_run_is_finished_by_the_next(tmp_path, host):
     assert [a[0] for a in host.areas()] == [path]
 
 
+def journal_of(kernel):
+    return os.path.join(kernel.root, sw.JOURNAL)
+
+
 def test_leftovers_of_a_crash_are_removed(tmp_path, host):
     manager(tmp_path, host).present()
     path = str(tmp_path / "swap" / "swapfile")
     standby = str(tmp_path / "swap" / ".swapfile.swapstandby")
     build = str(tmp_path / "swap" / ".swapfile.swapbuild")
+    # As a run killed half-way leaves them: the journal lists both.
+    with open(journal_of(host), "w") as handle:
+        json.dump({"files": [build, standby]}, handle)
     write_header(standby, 64 * MIB)
     host.activate(standby)
     with open(build, "wb") as handle:
@@ -505,6 +513,83 @@ def test_leftovers_of_a_crash_are_removed(tmp_path, host):
                                  "removed a half-written file left by an interrupted run"]
     assert sorted(os.listdir(str(tmp_path / "swap"))) == ["swapfile"]
     assert [a[0] for a in host.areas()] == [path]
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize("name", [".swapfile.swapstandby", ".swapfile.swapbuild"])
+def test_foreign_standby_or_build_files_are_refused_without_force(tmp_path, host, name, state):
+    """A file under our temporary names that the journal does not list is not ours: left alone."""
+    manager(tmp_path, host).present()
+    foreign = tmp_path / "swap" / name
+    foreign.write_bytes(b"someone else's data")
+    host.calls = []
+    before = snapshot(tmp_path, host)
+    with pytest.raises(sw.SwapfileError, match="not made by this module .*refusing to switch off or remove it.*force=true"):
+        manager(tmp_path, host, state=state).present() if state == "present" else manager(tmp_path, host, state=state).absent()
+    assert host.calls == [] and snapshot(tmp_path, host) == before
+    assert foreign.read_bytes() == b"someone else's data"
+    forced = manager(tmp_path, host, force=True, state=state)
+    forced.present() if state == "present" else forced.absent()
+    assert not foreign.exists()
+
+
+def test_nothing_to_do_or_a_refusal_leaves_no_lock_file(tmp_path, host):
+    manager(tmp_path, host, fstab=False).present()
+    os.unlink(journal_of(host))
+    assert not manager(tmp_path, host, fstab=False).present()["changed"]
+    assert not os.path.exists(journal_of(host))
+    (tmp_path / "root" / "run").mkdir()
+    (tmp_path / "root" / "run" / ".containerenv").write_text("")
+    with pytest.raises(sw.SwapfileError, match="looks like a container"):
+        manager(tmp_path, host, size=128 * MIB).present()
+    assert not os.path.exists(journal_of(host))
+
+
+def test_the_journal_lists_only_files_that_exist_after_a_run(tmp_path, host):
+    manager(tmp_path, host).present()
+    manager(tmp_path, host, size=128 * MIB).present()
+    with open(journal_of(host)) as handle:
+        assert json.load(handle) == {"files": []}
+    assert os.stat(journal_of(host)).st_mode & 0o777 == 0o600
+
+
+def test_a_second_run_waits_for_the_lock_then_gives_up(tmp_path, host):
+    import fcntl
+    manager(tmp_path, host).present()
+    with open(journal_of(host), "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        host.calls = []
+        with pytest.raises(sw.SwapfileError, match="another swapfile run holds .*swapfile.lock; waited 1 s, nothing was changed"):
+            manager(tmp_path, host, size=128 * MIB, swapoff_timeout=1).present()
+        assert host.calls == []
+    assert manager(tmp_path, host, size=128 * MIB).present()["size"] == 128 * MIB
+
+
+def test_lock_file_writable_by_others_is_refused(tmp_path, host):
+    manager(tmp_path, host).present()
+    os.chmod(journal_of(host), 0o666)
+    with pytest.raises(sw.SwapfileError, match="writable by others"):
+        manager(tmp_path, host, size=128 * MIB).present()
+
+
+def test_fstab_write_failure_after_swapon_reports_changed_and_says_so(tmp_path, host, monkeypatch):
+    def refuse(**_kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(sw.tempfile, "mkstemp", refuse)
+    with pytest.raises(sw.SwapfileError) as failed:
+        manager(tmp_path, host).present()
+    path = str(tmp_path / "swap" / "swapfile")
+    assert failed.value.details["changed"] is True
+    assert failed.value.details["done"] == ["wrote %s (64.00 MiB)" % path, "activated %s" % path]
+    assert "is active now but %s has no line for it, so it will not come back after a reboot" % (tmp_path / "fstab") in failed.value.msg
+    assert host.active(path)
+
+
+def test_a_failure_before_anything_was_done_stays_unchanged(tmp_path, host):
+    host.fail["fallocate"] = (1, "", "fallocate: No space left")
+    with pytest.raises(sw.SwapfileError) as failed:
+        manager(tmp_path, host).present()
+    assert "changed" not in failed.value.details and "Already done" not in failed.value.msg
 
 
 def test_priority_change_cycles_through_the_standby(tmp_path, host):
@@ -657,6 +742,23 @@ def test_container_needs_the_opt_in(tmp_path, monkeypatch):
         manager(tmp_path, kernel).present()
     assert kernel.calls == [] and os.listdir(str(tmp_path / "swap")) == []
     assert manager(tmp_path, kernel, allow_in_container=True).present()["active"]
+
+
+def test_container_in_check_mode_plans_and_says_why(tmp_path):
+    """Check mode inside a container shows the plan and the reason a real run would be refused."""
+    root = make_root(tmp_path, container=True)
+    (tmp_path / "swap").mkdir()
+    (tmp_path / "fstab").write_text("")
+    kernel = FakeKernel(root)
+    result = manager(tmp_path, kernel, check_mode=True).present()
+    assert result["changed"] and result["changes"] == ["created", "activated", "fstab line written"]
+    assert result["blocked"].startswith("this looks like a container (/run/.containerenv exists)")
+    assert result["size"] == 64 * MIB
+    assert kernel.calls == [] and os.listdir(str(tmp_path / "swap")) == [] and (tmp_path / "fstab").read_text() == ""
+    with pytest.raises(sw.SwapfileError) as refused:
+        manager(tmp_path, kernel).present()
+    assert refused.value.details == {"blocked": result["blocked"]}
+    assert manager(tmp_path, kernel, check_mode=True, allow_in_container=True).present()["blocked"] is None
 
 
 def test_no_cap_sys_admin(tmp_path):

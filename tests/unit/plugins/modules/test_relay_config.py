@@ -242,7 +242,7 @@ def make_checkout(root, image="ghcr.io/getsentry/relay:26.8.0", config="operator
     return root
 
 
-def run_module(tmp_path, args, check=False, diff=False, pythonpath=()):
+def run_module(tmp_path, args, check=False, diff=False, pythonpath=(), timeout=None):
     args = dict(args)
     args["_ansible_check_mode"] = check
     args["_ansible_diff"] = diff
@@ -250,7 +250,8 @@ def run_module(tmp_path, args, check=False, diff=False, pythonpath=()):
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(list(pythonpath) + [COLLECTIONS_TREE])
-    proc = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run([sys.executable, MODULE, str(args_file)], capture_output=True, text=True, env=env, check=False,
+                          timeout=timeout)
     try:
         return json.loads(proc.stdout)
     except ValueError:
@@ -358,3 +359,87 @@ def test_module_without_pyyaml_fails_clearly(tmp_path):
     result = run_module(tmp_path, module_args(checkout), pythonpath=[str(blocker)])
     assert result.get("failed") is True and "python3-yaml" in result["msg"], result
     assert snapshot(checkout) == state
+
+
+# --- files Relay's operators really have: encodings, typos, YAML tricks -------
+
+def write_config(checkout, data):
+    with open(os.path.join(checkout, "relay", "config.yml"), "wb") as handle:
+        handle.write(data)
+
+
+def test_module_names_file_and_line_of_a_latin1_byte(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    write_config(checkout, "relay:\n  host: 0.0.0.0\n# r\xe9glages du caf\xe9\nhealth:\n  max_memory_percent: 0.9\n".encode("latin-1"))
+    state = snapshot(checkout)
+    result = run_module(tmp_path, module_args(checkout))
+    path = os.path.join(checkout, "relay", "config.yml")
+    assert result.get("failed") is True
+    assert result["msg"].startswith("%s is not UTF-8 text: byte 0xe9 on line 3" % path), result["msg"]
+    assert snapshot(checkout) == state
+
+
+@pytest.mark.parametrize("line, shown", [
+    ("max_memory_percent: abc", "health.max_memory_percent: abc (line 4), which Relay cannot read as a number"),
+    ("max_memory_percent: true", "health.max_memory_percent: true (line 4), which Relay cannot read as a number"),
+    ("max_memory_percent: '0.9'", "health.max_memory_percent: '0.9' (line 4), which Relay cannot read as a number"),
+    ("max_memory_percent: [1]", "health.max_memory_percent set to a mapping or list (line 4), not a value"),
+    ("max_memory_percent: {a: 1}", "health.max_memory_percent set to a mapping or list (line 4), not a value"),
+])
+def test_module_refuses_a_threshold_relay_cannot_read(tmp_path, line, shown):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    write_config(checkout, ("relay:\n  host: 0.0.0.0\nhealth:\n  %s\n" % line).encode())
+    state = snapshot(checkout)
+    result = run_module(tmp_path, module_args(checkout))
+    assert result.get("failed") is True and shown in result["msg"], result
+    assert snapshot(checkout) == state
+
+
+def test_module_refuses_a_spool_size_relay_cannot_read(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    write_config(checkout, b"spool:\n  envelopes:\n    max_disk_size: 2GB\n")
+    result = run_module(tmp_path, module_args(checkout))
+    assert result.get("failed") is True
+    assert "spool.envelopes.max_disk_size: 2GB (line 3), which Relay cannot read as a number" in result["msg"]
+
+
+LAUGHS = "".join(["relay:\n  host: 0.0.0.0\n", "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"]
+                 + ["%s: &%s [%s]\n" % (b, b, ", ".join(["*" + a] * 9)) for a, b in zip("abcdefgh", "bcdefghi")]
+                 + ["health:\n  max_memory_percent: 0.9\n"])
+
+
+def test_module_refuses_a_billion_laughs_file_quickly(tmp_path):
+    """Under 1 KB that expands to 9**9 nodes: refused, not walked (a subprocess with a time bound)."""
+    assert len(LAUGHS) < 1024
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    write_config(checkout, LAUGHS.encode())
+    state = snapshot(checkout)
+    result = run_module(tmp_path, module_args(checkout), check=True, diff=True, timeout=60)
+    assert result.get("failed") is True
+    assert "has YAML aliases that expand to more than 100000 nodes" in result["msg"], result
+    assert snapshot(checkout) == state
+
+
+@pytest.mark.parametrize("text, what, line", [
+    ("defaults: &d {max_memory_percent: 0.9}\nhealth: *d\n", "the alias *d in health", 2),
+    ("health: &h\n  max_memory_percent: 0.9\nother: *h\n", "the anchor &h in health", 1),
+    ("defaults: &d {path: /x}\nspool:\n  envelopes:\n    <<: *d\n    max_disk_size: 1\n", "a merge key (<<) in spool", 4),
+])
+def test_module_refuses_anchors_aliases_and_merge_keys_in_managed_sections(tmp_path, text, what, line):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    write_config(checkout, text.encode())
+    state = snapshot(checkout)
+    result = run_module(tmp_path, module_args(checkout))
+    assert result.get("failed") is True
+    assert "uses %s (line %d): this module does not edit YAML anchors" % (what, line) in result["msg"], result
+    assert snapshot(checkout) == state
+
+
+def test_module_keeps_anchors_elsewhere(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    text = "x-common: &common {level: WARN}\nlogging: *common\nhealth:\n  max_memory_percent: 0.9\n"
+    write_config(checkout, text.encode())
+    result = run_module(tmp_path, module_args(checkout))
+    assert result["changed"] is True and not result.get("failed"), result
+    written = read(os.path.join(checkout, "relay", "config.yml"))
+    assert written.startswith("x-common: &common {level: WARN}\nlogging: *common\nhealth:\n  max_memory_percent: 0.95\n")
