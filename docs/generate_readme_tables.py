@@ -1,18 +1,21 @@
 #!/usr/bin/env python
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Write the per-role variable tables of README.md from each role's argument specs.
+"""Write each role's variable table into its README.md from the role's argument specs.
 
-The tables stand between `<!-- role variables: ROLE -->` and
-`<!-- end role variables: ROLE -->` markers; everything else in README.md is
-left as it is. Defaults come from the role's defaults/main.yml (what the role
-really uses), types and descriptions from meta/argument_specs.yml, so the
-README cannot drift from the specs (tests/unit/test_readme_tables.py checks).
+The argument specs are the one source: types and descriptions come from
+meta/argument_specs.yml, defaults from defaults/main.yml (what the role really
+uses). The table stands between `<!-- role variables -->` and
+`<!-- end role variables -->` in roles/ROLE/README.md; everything else there is
+prose and left as it is. Ansible's documentation markup (C(), V(), O(), M(),
+P(), L(), U(), I(), B()) is rendered as Markdown.
+(tests/unit/test_readme_tables.py checks the tables are current.)
 
-    python docs/generate_readme_tables.py          # rewrite README.md
-    python docs/generate_readme_tables.py --check  # exit 1 when README.md is stale
+    python docs/generate_readme_tables.py          # rewrite the role READMEs
+    python docs/generate_readme_tables.py --check  # exit 1 when one is stale
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -21,24 +24,38 @@ import sys
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(REPO, "README.md")
-MARKER = re.compile(r"(<!-- role variables: (\w+) -->\n)(.*?)(<!-- end role variables: \2 -->)", re.S)
+MARKER = re.compile(r"(<!-- role variables -->\n)(.*?)(<!-- end role variables -->)", re.S)
+MARKUP = [
+    (re.compile(r"L\(([^,()]+),\s*([^()]+)\)"), r"[\1](\2)"),
+    (re.compile(r"U\(([^()]+)\)"), r"<\1>"),
+    (re.compile(r"P\(([^#()]+)#[a-z]+\)"), r"`\1`"),
+    (re.compile(r"[CVOMP]\(((?:[^()]|\([^()]*\))+)\)"), r"`\1`"),
+    (re.compile(r"I\(([^()]+)\)"), r"*\1*"),
+    (re.compile(r"B\(([^()]+)\)"), r"**\1**"),
+]
 
 
-def first_sentence(description):
-    text = " ".join(description) if isinstance(description, list) else str(description or "")
-    text = " ".join(text.split())
-    match = re.match(r"(.+?\.)(\s|$)", text)
-    return (match.group(1) if match else text).replace("|", "\\|")
+def markdown(text):
+    """Ansible's documentation markup as Markdown, on one line, safe inside a table cell."""
+    text = " ".join(str(text).split())
+    for pattern, replacement in MARKUP:
+        text = pattern.sub(replacement, text)
+    return text.replace("|", "\\|")
+
+
+def meaning(description):
+    """The whole description: every paragraph, so that no sentence is cut (at an "e.g.", say)."""
+    parts = description if isinstance(description, list) else [description or ""]
+    return " ".join(markdown(part) for part in parts)
 
 
 def shown(value):
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return "`%s`" % ("true" if value else "false")
     if isinstance(value, str):
-        return "`%s`" % value if value else '`""`'
+        return ("`%s`" % value if value else '`""`').replace("|", "\\|")
     if isinstance(value, (int, float)):
         return "`%s`" % value
     return "`%s`" % json.dumps(value).replace("|", "\\|")
@@ -60,27 +77,38 @@ def table(role):
         if kind == "list" and spec.get("elements"):
             kind = "list of %s" % spec["elements"]
         default = shown(defaults[name]) if name in defaults else ("required" if spec.get("required") else "unset")
-        rows.append("| `%s` | %s | %s | %s |" % (name, kind, default, first_sentence(spec.get("description"))))
+        rows.append("| `%s` | %s | %s | %s |" % (name, kind, default, meaning(spec.get("description"))))
     return "\n".join(rows) + "\n"
 
 
-def render(text):
-    return MARKER.sub(lambda m: m.group(1) + table(m.group(2)) + m.group(4), text)
+def role_readmes():
+    return sorted(glob.glob(os.path.join(REPO, "roles", "*", "README.md")))
+
+
+def render(role, text):
+    if not MARKER.search(text):
+        raise SystemExit("roles/%s/README.md has no <!-- role variables --> markers" % role)
+    return MARKER.sub(lambda m: m.group(1) + table(role) + m.group(3), text)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--check", action="store_true")
     options = parser.parse_args()
-    with open(README) as handle:
-        current = handle.read()
-    wanted = render(current)
-    if options.check:
-        if wanted != current:
-            sys.exit("README.md's role variable tables are stale: run python docs/generate_readme_tables.py")
-        return
-    with open(README, "w") as handle:
-        handle.write(wanted)
+    stale = []
+    for path in role_readmes():
+        role = os.path.basename(os.path.dirname(path))
+        with open(path) as handle:
+            current = handle.read()
+        wanted = render(role, current)
+        if wanted == current:
+            continue
+        stale.append(os.path.relpath(path, REPO))
+        if not options.check:
+            with open(path, "w") as handle:
+                handle.write(wanted)
+    if options.check and stale:
+        sys.exit("stale role variable tables in %s: run python docs/generate_readme_tables.py" % ", ".join(stale))
 
 
 if __name__ == "__main__":

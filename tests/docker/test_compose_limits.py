@@ -21,7 +21,7 @@ def play(stack, tmp_path):
     """Run the role on localhost with these variables; returns (rc, the role's result, the play's stats, all)."""
 
     def run(**role_vars):
-        role_vars = dict(dict(compose_limits_dir=stack.dir, compose_limits_apply=True, compose_limits_total_memory_mb=8192,
+        role_vars = dict(dict(sentry_selfhosted_dir=stack.dir, compose_limits_apply=True, compose_limits_total_memory_mb=8192,
                               compose_limits_use_measured=False, compose_limits_backup=False), **role_vars)
         returncode, data = run_playbook(tmp_path / "play.yml", [{
             "name": "Limits", "hosts": "localhost", "gather_facts": False,

@@ -31,7 +31,7 @@ def checkout(tmp_path):
 
 
 def play(tmp_path, ansible_env, checkout, *extra, **role_vars):
-    role_vars = dict(dict(compose_limits_dir=str(checkout), compose_limits_apply=False, compose_limits_total_memory_mb=16384,
+    role_vars = dict(dict(sentry_selfhosted_dir=str(checkout), compose_limits_apply=False, compose_limits_total_memory_mb=16384,
                           compose_limits_use_measured=False), **role_vars)
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps([{"name": "Limits", "hosts": "localhost", "gather_facts": False,
@@ -77,7 +77,7 @@ def test_check_mode_on_a_fresh_checkout_writes_nothing(tmp_path, ansible_env, ch
     (dict(compose_limits_total_memory_mb=4096), "docker-compose.override.yml was left as it was."),
     (dict(compose_limits_total_memory_mb=12288, compose_limits_strict=True), "In strict mode the 12 services need"),
     (dict(compose_limits_table={"web": {"typical": 100}}), "typical is now usual"),
-    (dict(compose_limits_dir="/nonexistent/sentry"), "is not a self-hosted Sentry checkout"),
+    (dict(sentry_selfhosted_dir="/nonexistent/sentry"), "is not a self-hosted Sentry checkout"),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, ansible_env, checkout, role_vars, message):
     rc, data = play(tmp_path, ansible_env, checkout, **role_vars)

@@ -239,3 +239,15 @@ def task_result(data, name):
             if item["task"]["name"].split(" : ")[-1] == name:
                 return item["hosts"]["localhost"]
     raise AssertionError("no task %r" % name)
+
+
+def test_limits_are_planned_with_the_threshold_relay_health_writes(ansible_env, checkout):
+    """compose_limits runs before relay_health in the same play: it must plan with the new threshold, not the file's."""
+    switches = ["site_swap=false", "site_memory_alerts=false", "site_restart_timer=false"]
+    data, _ = run_site(ansible_env, checkout, "--check", "-e", "relay_health_max_memory_percent=0.9",
+                       "-e", "compose_limits_total_memory_mb=16384", "-e", "compose_limits_use_measured=false",
+                       switches=switches)
+    plans = [t["hosts"]["localhost"]["msg"] for play in data["plays"] for t in play["tasks"]
+             if t["task"]["name"].endswith("Show the plan") and "msg" in t["hosts"]["localhost"]]
+    assert plans, task_names(data)
+    assert "below Relay's threshold (90% of 16384 MiB RAM" in plans[0][-2], plans[0][-2]

@@ -67,7 +67,7 @@ def checkout(tmp_path):
 
 
 def play(tmp_path, ansible_env, checkout, *extra, **play_vars):
-    play_vars = dict(dict(upgrade_dir=str(checkout), upgrade_ref="26.8.0", upgrade_start=False, upgrade_timers=[],
+    play_vars = dict(dict(sentry_selfhosted_dir=str(checkout), upgrade_ref="26.8.0", upgrade_start=False, upgrade_timers=[],
                           upgrade_state_dir=str(tmp_path / "state"), compose_limits_total_memory_mb=20480,
                           compose_limits_use_measured=False), **play_vars)
     varsfile = tmp_path / "vars.json"
