@@ -94,6 +94,8 @@ def load_config(path):
     if not isinstance(given, dict):
         raise ConfigError("it must hold a JSON object, got %s" % type(given).__name__)
     config = dict(DEFAULTS, **given)
+    if config["relay_threshold"] in ("", "None", "null"):
+        config["relay_threshold"] = None  # ansible-core before 2.19 writes a templated null as a string
     for key in ("memory_threshold",) + (("relay_threshold",) if config["relay_threshold"] is not None else ()):
         config[key] = _number(config, key, float)
         if not 0 < config[key] <= 1:

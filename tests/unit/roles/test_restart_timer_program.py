@@ -70,9 +70,11 @@ def test_load_config_refuses_bad_values(tmp_path, change, message):
 
 def test_load_config_takes_strings_from_older_ansible(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"ready_timeout": "60", "memory_threshold": "0.8", "reload_nginx": "False"}))
+    path.write_text(json.dumps({"ready_timeout": "60", "memory_threshold": "0.8", "reload_nginx": "False",
+                                "relay_threshold": "None"}))
     config = program.load_config(str(path))
     assert (config["ready_timeout"], config["memory_threshold"], config["reload_nginx"]) == (60, 0.8, False)
+    assert config["relay_threshold"] is None
 
 
 # --- whole runs against the stand-in -----------------------------------------
