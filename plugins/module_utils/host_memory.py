@@ -342,15 +342,33 @@ def parse_version(text):
     return tuple(int(part or 0) for part in match.groups())
 
 
-def read_env_file(path):
+def read_text_lines(path, notes=None):
+    """The lines of a text file an operator edits, or None when it is absent.
+
+    Any bytes are accepted: a line that is not UTF-8 (a Latin-1 byte, say) is
+    read with the bad bytes replaced and ``notes`` gets a line naming the
+    file and the line number, so a stray byte never stops a host program.
+    """
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except (IOError, OSError):
+        return None
+    lines = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("utf-8", "replace"))
+            if notes is not None:
+                notes.append("%s line %d is not UTF-8: read with the bad bytes replaced" % (path, number))
+    return lines
+
+
+def read_env_file(path, notes=None):
     """KEY=VALUE lines of a compose .env file (no interpolation), or {} when absent."""
     values = {}
-    try:
-        with open(path) as handle:
-            lines = handle.read().splitlines()
-    except (IOError, OSError):
-        return values
-    for line in lines:
+    for line in read_text_lines(path, notes) or []:
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -362,10 +380,10 @@ def read_env_file(path):
     return values
 
 
-def checkout_env(project_dir):
+def checkout_env(project_dir, notes=None):
     """The checkout's environment as compose sees it: .env.custom wins over .env."""
-    values = read_env_file(os.path.join(project_dir, ".env"))
-    values.update(read_env_file(os.path.join(project_dir, ".env.custom")))
+    values = read_env_file(os.path.join(project_dir, ".env"), notes)
+    values.update(read_env_file(os.path.join(project_dir, ".env.custom"), notes))
     return values
 
 
@@ -435,6 +453,123 @@ def relay_view(meminfo, release, mode, relay_cgroup=None, threshold=DEFAULT_RELA
     }
 
 
+# --- the one Relay view: figure, threshold, project, notes -------------------
+
+RELAY_CONFIG = os.path.join("relay", "config.yml")
+_HEALTH_BLOCK = re.compile(r"^health\s*:\s*(\{.*\})?\s*$")
+
+
+def _scan_health_key(lines, key):
+    """``health.<key>`` of a block-style (or one-line flow) YAML file, without PyYAML.
+
+    Hosts need not have PyYAML; Relay's config is plain block YAML, as
+    upstream's config.example.yml writes it.
+    """
+    in_health = False
+    for line in lines:
+        text = line.split(" #", 1)[0].rstrip()
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        if not text[0].isspace():
+            match = _HEALTH_BLOCK.match(text)
+            in_health = bool(match)
+            if match and match.group(1):
+                found = re.search(r"[{,]\s*%s\s*:\s*([^,}\s]+)" % re.escape(key), match.group(1))
+                return found.group(1) if found else None
+            continue
+        if in_health:
+            found = re.match(r"^\s+%s\s*:\s*(\S+)$" % re.escape(key), text)
+            if found:
+                return found.group(1)
+    return None
+
+
+def relay_config_threshold(project_dir, notes=None):
+    """Relay's ``health.max_memory_percent`` from the checkout: (fraction, where it came from).
+
+    Read from ``relay/config.yml`` (with PyYAML when it is importable, else a
+    small reader of block YAML), else Relay's default 0.95. The value is
+    returned as written; callers refuse one outside (0, 1].
+    """
+    notes = [] if notes is None else notes
+    path = os.path.join(project_dir, RELAY_CONFIG)
+    lines = read_text_lines(path, notes)
+    if lines is None:
+        return DEFAULT_RELAY_THRESHOLD, "Relay's default"
+    try:
+        import yaml
+    except ImportError:
+        value = _scan_health_key(lines, "max_memory_percent")
+    else:
+        try:
+            data = yaml.safe_load("\n".join(lines))
+            value = (data.get("health") or {}).get("max_memory_percent") if isinstance(data, dict) else None
+        except (yaml.YAMLError, AttributeError) as exc:
+            notes.append("%s could not be read for the threshold: %s" % (path, exc))
+            value = None
+    if value is None:
+        return DEFAULT_RELAY_THRESHOLD, "Relay's default"
+    try:
+        return float(value), path
+    except (TypeError, ValueError):
+        notes.append("%s: health.max_memory_percent %r is not a number; Relay's default applies" % (path, value))
+        return DEFAULT_RELAY_THRESHOLD, "Relay's default"
+
+
+def relay_figure(project_dir, root="/", run=None, docker="docker", threshold=None, max_bytes=None,
+                 compose_project=None, meminfo=None, containers=None):
+    """Relay's memory figure on this host, as Relay computes it, and what it rests on.
+
+    The one place the figure is assembled: memory_info, the alert program and
+    the restart program call it. The release and the compose project come from
+    the checkout's .env files, the threshold from ``threshold`` when given,
+    else from relay/config.yml. The project's containers are listed with
+    ``run`` unless ``containers`` (already read with container_memory) are
+    given; without either, host figures stand in for Relay's container.
+
+    Returns a dict: ``relay`` (relay_view() plus ``threshold_source``),
+    ``project``, ``cgroup_mode``, ``meminfo``, ``containers``,
+    ``containers_listed`` and ``notes`` (plain sentences).
+    """
+    notes = []
+    env = checkout_env(project_dir, notes)
+    release = relay_release(env)
+    if not os.path.isdir(project_dir):
+        notes.append(
+            "the self-hosted checkout %s does not exist: set sentry_selfhosted_dir (in the inventory, or "
+            "-e sentry_selfhosted_dir=PATH; the module's option is project_dir) to the checkout's directory. "
+            "Until then the Relay release is unknown (taken as a current one) and the threshold is Relay's default"
+            % project_dir)
+    elif release is None:
+        notes.append("the Relay release is unknown (no RELAY_IMAGE tag in %s/.env): taken as a current one" % project_dir)
+    if threshold is None:
+        threshold, source = relay_config_threshold(project_dir, notes)
+    else:
+        source = "option"
+    if not 0 < threshold <= 1:
+        raise MemoryReadError("relay threshold %s (from %s) is outside (0, 1]" % (threshold, source))
+    project = compose_project or env.get("COMPOSE_PROJECT_NAME") or DEFAULT_COMPOSE_PROJECT
+    meminfo = read_meminfo(root) if meminfo is None else meminfo
+    mode = cgroup_mode(root)
+    listed = containers is not None
+    if containers is None:
+        containers = []
+        if run is not None:
+            try:
+                containers = list_compose_containers(run, project, docker)
+            except MemoryReadError as exc:
+                notes.append("containers were not listed: %s" % exc)
+            else:
+                listed = True
+                container_memory(containers, mode, root)
+                notes.extend("%s: %s" % (c["name"], c["error"]) for c in containers if "error" in c)
+    relay_container = next((c for c in containers if c["service"] == "relay" and "error" not in c), None)
+    view = relay_view(meminfo, release, mode, relay_container, threshold, max_bytes)
+    view["threshold_source"] = source
+    return {"relay": view, "project": project, "cgroup_mode": mode, "meminfo": meminfo,
+            "containers": containers, "containers_listed": listed, "notes": notes}
+
+
 # --- compose project containers -------------------------------------------
 
 def list_compose_containers(run, project, docker="docker"):
@@ -453,8 +588,14 @@ def list_compose_containers(run, project, docker="docker"):
     rc, out, err = run([docker, "inspect"] + ids)
     if rc != 0:
         raise MemoryReadError("docker inspect failed: %s" % (err or out).strip())
+    try:
+        items = json.loads(out)
+    except ValueError:
+        items = None
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("Id"), str) for i in items):
+        raise MemoryReadError("docker inspect did not answer with a JSON list of containers: %.200r" % out)
     containers = []
-    for item in json.loads(out):
+    for item in items:
         labels = item.get("Config", {}).get("Labels") or {}
         host_config = item.get("HostConfig") or {}
         containers.append({

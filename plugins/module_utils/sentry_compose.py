@@ -123,7 +123,9 @@ RELAY_PORT = 3000
 RELAY_READY_URL = "http://relay:%d/api/relay/healthcheck/ready/" % RELAY_PORT
 # `relay healthcheck` is in the relay image from this release on.
 RELAY_HEALTHCHECK_CLI_SINCE = (25, 8, 0)
-DEFAULT_LOCK_PATH = "/run/lock/sentry-selfhosted-memory-restart.lock"
+# In a root-owned 0700 directory: in the world-writable /run/lock any user
+# could pre-create the file and make root's restarts fail or stand aside.
+DEFAULT_LOCK_PATH = "/run/sentry-selfhosted-memory/restart.lock"
 
 
 def nginx_follows_relay(config):
@@ -155,15 +157,41 @@ def readiness_argv(release):
     return "nginx", ["wget", "-q", "-O", "/dev/null", "-T", "5", RELAY_READY_URL]
 
 
-def installer_running(project_dir, root="/"):
+def _proc_uids(proc_dir):
+    """Real and effective uid of a process from its status file, or None."""
+    try:
+        with open(os.path.join(proc_dir, "status"), "rb") as handle:
+            for line in handle.read().decode("ascii", "replace").splitlines():
+                if line.startswith("Uid:"):
+                    fields = line.split()
+                    return int(fields[1]), int(fields[2])
+    except (IOError, OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def _owned_by(path, uid):
+    try:
+        return os.stat(path).st_uid == uid
+    except OSError:
+        return False
+
+
+def installer_running(project_dir, root="/", trusted_uid=0):
     """The PID of an ``install.sh`` running in this checkout, or None.
 
     A restart during an install or upgrade would start containers the
     installer has stopped on purpose. Found from /proc: a process whose argv
-    names install.sh and whose working directory is the checkout.
+    names install.sh and whose working directory is the checkout. Only
+    evidence no other user can forge counts: the process runs as
+    ``trusted_uid`` (root), and the checkout and the named script belong to
+    it; otherwise any local user could make root's programs stand aside by
+    starting a process named after the checkout's install.sh.
     """
     proc = os.path.join(root, "proc")
     want = os.path.realpath(project_dir)
+    if not _owned_by(want, trusted_uid):
+        return None
     try:
         entries = os.listdir(proc)
     except OSError:
@@ -176,17 +204,53 @@ def installer_running(project_dir, root="/"):
                 argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
         except (IOError, OSError):
             continue
-        if not any(os.path.basename(a) == "install.sh" for a in argv[:3]):
+        scripts = [a for a in argv[:3] if os.path.basename(a) == "install.sh"]
+        if not scripts or _proc_uids(os.path.join(proc, entry)) != (trusted_uid, trusted_uid):
             continue
         try:
             cwd = os.path.realpath(os.readlink(os.path.join(proc, entry, "cwd")))
         except OSError:
             cwd = None
-        scripts = [a for a in argv[:3] if os.path.basename(a) == "install.sh"]
-        in_checkout = any(os.path.isabs(s) and os.path.dirname(os.path.realpath(s)) == want for s in scripts)
-        if cwd == want or in_checkout:
-            return int(entry)
+        for script in scripts:
+            path = os.path.realpath(script if os.path.isabs(script) else os.path.join(cwd or "/nonexistent", script))
+            if os.path.dirname(path) == want and _owned_by(path, trusted_uid):
+                return int(entry)
     return None
+
+
+class UnsafePathError(Exception):
+    """A lock or state path that another user could control."""
+
+
+def private_directory(path, mode=0o700):
+    """Make ``path`` (and missing parents) a directory only its owner can change, and check it is.
+
+    Refuses a symlink, a directory of another user, or one that group or
+    others may write: a root program must not keep locks or state where
+    another user can place files.
+    """
+    import stat
+    if not os.path.lexists(path):
+        os.makedirs(path, mode)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError("%s is not a directory (a symlink or file is refused)" % path)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise UnsafePathError("%s belongs to uid %d with mode %04o; it must belong to uid %d and be writable by it alone"
+                              % (path, info.st_uid, stat.S_IMODE(info.st_mode), os.geteuid()))
+    return path
+
+
+def open_private(path, flags, mode=0o600):
+    """os.open in a private_directory(), never through a symlink; refuses a file of another user."""
+    import stat
+    private_directory(os.path.dirname(path) or ".")
+    fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise UnsafePathError("%s is not a regular file of uid %d" % (path, os.geteuid()))
+    return fd
 
 
 class RestartLock:
@@ -197,12 +261,20 @@ class RestartLock:
         self.handle = None
 
     def acquire(self, wait=0, sleep=None, clock=None):
-        """Take the lock, waiting up to ``wait`` seconds; False when another restart holds it."""
+        """Take the lock, waiting up to ``wait`` seconds; False when another restart holds it.
+
+        Raises UnsafePathError when the lock's directory or file could be
+        another user's (see private_directory).
+        """
         import fcntl
         import time
         sleep = sleep or time.sleep
         clock = clock or time.monotonic
-        self.handle = open(self.path, "a")
+        try:
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            raise UnsafePathError("cannot open the restart lock %s: %s" % (self.path, exc))
+        self.handle = os.fdopen(fd, "r+")
         deadline = clock() + wait
         while True:
             try:

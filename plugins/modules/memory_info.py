@@ -217,11 +217,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 
-try:
-    import yaml
-except ImportError:
-    yaml = None
-
 
 class MemoryInfo:
     """Gathers the report; ``root`` lets tests read a fixture tree."""
@@ -231,25 +226,6 @@ class MemoryInfo:
         self.params = module.params
         self.root = root
         self.notes = []
-
-    def relay_threshold(self):
-        if self.params["relay_threshold"] is not None:
-            return self.params["relay_threshold"], "option"
-        config = os.path.join(self.params["project_dir"], "relay", "config.yml")
-        if os.path.exists(config):
-            if yaml is None:
-                self.notes.append("PyYAML is not importable: %s was not read for the threshold" % config)
-            else:
-                try:
-                    with open(config) as handle:
-                        data = yaml.safe_load(handle) or {}
-                    value = (data.get("health") or {}).get("max_memory_percent")
-                except (IOError, OSError, yaml.YAMLError, AttributeError) as exc:
-                    self.notes.append("%s could not be read for the threshold: %s" % (config, exc))
-                    value = None
-                if value is not None:
-                    return float(value), config
-        return hm.DEFAULT_RELAY_THRESHOLD, "Relay's default"
 
     def want_containers(self):
         if self.params["containers"] is not None:
@@ -286,24 +262,14 @@ class MemoryInfo:
         meminfo = backend.meminfo()
         mode = hm.cgroup_mode(self.root)
         containers = self.containers(mode)
-        relay_container = next((c for c in containers if c["service"] == "relay" and "error" not in c), None)
-        env = hm.checkout_env(self.params["project_dir"])
-        release = hm.relay_release(env)
-        if not os.path.isdir(self.params["project_dir"]):
-            self.notes.append(
-                "the self-hosted checkout %s does not exist: set sentry_selfhosted_dir (in the inventory, or "
-                "-e sentry_selfhosted_dir=PATH; the module's option is project_dir) to the checkout's directory. "
-                "Until then the Relay release is unknown (taken as a current one) and the threshold is Relay's default"
-                % self.params["project_dir"])
-        elif release is None:
-            self.notes.append("the Relay release is unknown (no RELAY_IMAGE tag in %s/.env): taken as a current one"
-                              % self.params["project_dir"])
-        threshold, threshold_source = self.relay_threshold()
-        if not 0 < threshold <= 1:
-            self.module.fail_json(msg="relay threshold %s (from %s) is outside (0, 1]" % (threshold, threshold_source))
-        relay = hm.relay_view(meminfo, release, mode, relay_container, threshold,
-                              self.params["relay_max_memory_bytes"])
-        relay["threshold_source"] = threshold_source
+        try:
+            figure = hm.relay_figure(self.params["project_dir"], self.root, threshold=self.params["relay_threshold"],
+                                     max_bytes=self.params["relay_max_memory_bytes"], meminfo=meminfo,
+                                     containers=containers)
+        except hm.MemoryReadError as exc:
+            self.module.fail_json(msg=str(exc))
+        self.notes.extend(figure["notes"])
+        relay = figure["relay"]
         ram = hm.host_memory_from_meminfo(meminfo)
         ram["zfs_arc"] = hm.read_zfs_arc_size(self.root)
         swap = hm.swap_from_meminfo(meminfo)

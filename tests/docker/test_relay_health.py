@@ -12,7 +12,7 @@ import pytest
 from conftest import run_playbook
 
 HANDLER = "Restart relay, reload nginx and wait until Relay answers ready"
-LOCK = "/run/lock/sentry-selfhosted-memory-restart.lock"
+LOCK = "/run/sentry-selfhosted-memory/restart.lock"
 
 
 @pytest.fixture

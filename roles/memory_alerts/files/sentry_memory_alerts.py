@@ -11,13 +11,15 @@ container against its limit; keeps a short history; estimates the time until
 Relay's threshold is crossed; and reports through the outputs the
 configuration turns on: journal, Prometheus textfile, webhook.
 
-Standard library only. The figures come from host_memory.py, the collection's
-one parser of /proc and cgroup files, copied beside this program.
+Standard library only; Ansible need not be on the host. The figures come
+from host_memory.py, the collection's one parser of /proc and cgroup files,
+copied beside this program in /usr/local/libexec/sentry-selfhosted-memory/.
 """
 
 from __future__ import absolute_import, division, print_function
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -28,16 +30,16 @@ import tempfile
 import time
 
 try:
+    import urllib.parse as urllib_parse
     import urllib.request as urllib_request
 except ImportError:  # pragma: no cover - Python 2 is not supported on hosts
-    urllib_request = None
+    urllib_parse = urllib_request = None
 
-try:
-    import host_memory as hm  # the copies installed beside this program
-    import sentry_compose as sc
-except ImportError:  # unit tests import the collection's own copies
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
+# The one import path of the host programs: the module_utils copies beside them.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import host_memory as hm  # noqa: E402 pylint: disable=wrong-import-position,import-error
+import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,import-error
 
 LEVELS = ("ok", "warning", "critical")
 # syslog priorities for the journal (sd-daemon "<N>" prefixes).
@@ -61,7 +63,7 @@ DEFAULTS = {
     "trend_warning_seconds": 3 * 3600,
     "growth_min_bytes": 16 * MIB,
     "resend_interval_seconds": 4 * 3600,
-    "state_file": "/var/lib/sentry-memory-alerts/state.json",
+    "state_file": "/var/lib/sentry-selfhosted-memory/memory-alerts-state.json",
     "journal": True,
     "journal_summary": True,
     "metrics_file": None,
@@ -82,14 +84,47 @@ class ConfigError(Exception):
 
 def load_config(path):
     try:
-        with open(path) as handle:
-            given = json.load(handle)
+        with open(path, "rb") as handle:
+            given = json.loads(handle.read().decode("utf-8"))
     except (IOError, OSError, ValueError) as exc:
         raise ConfigError("cannot read the configuration %s: %s" % (path, exc))
-    return make_config(given)
+    try:
+        return make_config(given)
+    except ConfigError as exc:
+        raise ConfigError("the configuration %s: %s" % (path, exc))
+
+
+# The type each setting must have; older ansible-core may write numbers as strings.
+NUMBERS = ("docker_timeout", "relay_threshold", "warning_ratio", "critical_ratio", "service_warning_ratio",
+           "trend_window_seconds", "trend_min_samples", "trend_horizon_seconds", "trend_warning_seconds",
+           "growth_min_bytes", "resend_interval_seconds", "webhook_timeout")
+OPTIONAL_NUMBERS = ("relay_max_memory_bytes",)
+BOOLEANS = ("journal", "journal_summary")
+STRINGS = ("project_dir", "docker", "state_file", "webhook_format")
+OPTIONAL_STRINGS = ("compose_project", "host", "metrics_file", "webhook_url_file")
+
+
+def _typed(key, value):
+    if key in NUMBERS or (key in OPTIONAL_NUMBERS and value is not None):
+        if isinstance(value, bool):
+            raise ConfigError("%s must be a number, got %r" % (key, value))
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError("%s must be a number, got %r" % (key, value))
+        return int(number) if number == int(number) and key not in ("relay_threshold",) and "ratio" not in key else number
+    if key in BOOLEANS and not isinstance(value, bool):
+        raise ConfigError("%s must be true or false, got %r" % (key, value))
+    if key in STRINGS and not (isinstance(value, str) and value):
+        raise ConfigError("%s must be a non-empty string, got %r" % (key, value))
+    if key in OPTIONAL_STRINGS and value is not None and not isinstance(value, str):
+        raise ConfigError("%s must be a string or null, got %r" % (key, value))
+    return value
 
 
 def make_config(given):
+    if not isinstance(given, dict):
+        raise ConfigError("it must hold a JSON object, got %s" % type(given).__name__)
     # Keys starting with "_" are comments (JSON has none).
     given = dict((k, v) for k, v in given.items() if not k.startswith("_"))
     unknown = sorted(set(given) - set(DEFAULTS))
@@ -97,6 +132,8 @@ def make_config(given):
         raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
     config = dict(DEFAULTS)
     config.update(given)
+    for key in list(config):
+        config[key] = _typed(key, config[key])
     if not 0 < config["relay_threshold"] <= 1:
         raise ConfigError("relay_threshold must be in (0, 1], got %s" % config["relay_threshold"])
     if not 0 < config["warning_ratio"] < config["critical_ratio"] <= config["relay_threshold"]:
@@ -128,46 +165,29 @@ def sample(config, now, root="/", run=None, which=shutil.which):
     if run is None:
         def run(argv):
             return run_argv(argv, config["docker_timeout"])
-    meminfo = hm.read_meminfo(root)
-    mode = hm.cgroup_mode(root)
-    env = hm.checkout_env(config["project_dir"])
-    project = config["compose_project"] or env.get("COMPOSE_PROJECT_NAME") or hm.DEFAULT_COMPOSE_PROJECT
     notes = []
-    containers = []
-    listed = False
     docker = which(config["docker"])
     if docker is None:
         notes.append("containers were not listed (no %s CLI on the PATH)" % config["docker"])
-    else:
-        try:
-            containers = hm.list_compose_containers(run, project, docker)
-        except (hm.MemoryReadError, ValueError) as exc:
-            notes.append("containers were not listed: %s" % exc)
-        else:
-            listed = True
-            hm.container_memory(containers, mode, root)
-            for container in containers:
-                if "error" in container:
-                    notes.append("%s: %s" % (container["name"], container["error"]))
-    relay_container = next((c for c in containers if c["service"] == "relay" and "error" not in c), None)
-    release = hm.relay_release(env)
-    relay = hm.relay_view(meminfo, release, mode, relay_container,
-                          config["relay_threshold"], config["relay_max_memory_bytes"])
+    figure = hm.relay_figure(config["project_dir"], root, run if docker else None, docker or config["docker"],
+                             threshold=config["relay_threshold"], max_bytes=config["relay_max_memory_bytes"],
+                             compose_project=config["compose_project"])
+    meminfo = figure["meminfo"]
     vmstat = hm.read_vmstat(root)
     return {
         "time": now,
         "boot_id": hm.read_sysctl("kernel.random.boot_id", root),
-        "cgroup_mode": mode,
-        "project": project,
+        "cgroup_mode": figure["cgroup_mode"],
+        "project": figure["project"],
         "ram": hm.host_memory_from_meminfo(meminfo),
         "swap": hm.swap_from_meminfo(meminfo),
         "swap_areas": len(hm.read_swaps(root)),
         "pressure": hm.read_pressure(root),
         "oom_kills": vmstat.get("oom_kill"),
-        "relay": relay,
-        "containers_listed": listed,
-        "containers": [c for c in containers if "error" not in c],
-        "notes": notes,
+        "relay": figure["relay"],
+        "containers_listed": figure["containers_listed"],
+        "containers": [c for c in figure["containers"] if "error" not in c],
+        "notes": notes + figure["notes"],
     }
 
 
@@ -610,35 +630,107 @@ def webhook_body(fmt, host, notifications, events, sample_, trend):
     }
 
 
-def post_json(url, body, timeout, opener=None):
-    """POST body as JSON; raises on any failure, including a non-2xx answer."""
-    opener = opener or urllib_request.urlopen
-    data = json.dumps(body).encode("utf-8")
-    request = urllib_request.Request(url, data=data, headers={"Content-Type": "application/json",
-                                                              "User-Agent": "sentry-memory-alerts"})
-    response = opener(request, timeout=timeout)
+class WebhookError(Exception):
+    """The webhook could not be delivered; the message never holds the URL's userinfo, path or query."""
+
+
+def webhook_request(url, data):
+    """A POST request for ``url``; its ``user:password@`` goes into an Authorization header (basic)."""
     try:
-        status = getattr(response, "status", None) or response.getcode()
-    finally:
-        response.close()
+        parts = urllib_parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise WebhookError("the webhook URL cannot be parsed")
+    if parts.scheme not in ("http", "https") or not host:
+        raise WebhookError("the webhook URL must be http:// or https:// with a host")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise WebhookError("the webhook URL holds spaces or control characters")
+    headers = {"Content-Type": "application/json", "User-Agent": "sentry-memory-alerts"}
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username is not None:
+        credentials = "%s:%s" % (urllib_parse.unquote(parts.username), urllib_parse.unquote(parts.password or ""))
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+    target = urllib_parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    return urllib_request.Request(target, data=data, headers=headers), "%s://%s%s" % (
+        parts.scheme, host, ":%d" % port if port else "")
+
+
+def post_json(url, body, timeout, opener=None):
+    """POST body as JSON; raises WebhookError on any failure, including a non-2xx answer.
+
+    The error names the URL's scheme and host only: tokens live in the
+    userinfo, the path and the query, and the journal is readable by more
+    people than the 0600 file the URL is kept in.
+    """
+    opener = opener or urllib_request.urlopen
+    request, shown = webhook_request(url, json.dumps(body).encode("utf-8"))
+    try:
+        response = opener(request, timeout=timeout)
+        try:
+            status = getattr(response, "status", None) or response.getcode()
+        finally:
+            response.close()
+    except Exception as exc:  # pylint: disable=broad-except
+        status = getattr(exc, "code", None)
+        if not isinstance(status, int):
+            text = str(exc)
+            detail = type(exc).__name__ + (": %s" % text if text else "")
+            raise WebhookError("POST to %s failed (%s)" % (shown, redact(detail, url)))
     if not 200 <= status < 300:
-        raise IOError("HTTP %s" % status)
+        raise WebhookError("POST to %s answered HTTP %s" % (shown, status))
     return status
 
 
+def redact(text, url):
+    """``text`` without any piece of ``url`` that may hold a secret."""
+    try:
+        parts = urllib_parse.urlsplit(url)
+        secrets = [url, parts.netloc.rpartition("@")[0], parts.path, parts.query]
+    except ValueError:
+        secrets = [url]
+    for secret in sorted((x for x in secrets if x and len(x) > 1), key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
 def read_secret(path):
-    with open(path) as handle:
-        return handle.read().strip()
+    with open(path, "rb") as handle:
+        return handle.read().decode("utf-8", "replace").strip()
 
 
 # --- state -----------------------------------------------------------------
 
+def state_shape_error(state):
+    """Why a loaded state cannot be used, or None."""
+    if not isinstance(state, dict) or state.get("version") != 1:
+        return "not a version 1 state"
+    alerts = state.get("alerts", {})
+    if not isinstance(alerts, dict) or not all(
+            isinstance(r, dict) and r.get("level") in LEVELS and isinstance(r.get("since"), (int, float))
+            and isinstance(r.get("sent"), dict)
+            and all(isinstance(v, dict) and v.get("level") in LEVELS for v in r["sent"].values())
+            for r in alerts.values()):
+        return "alerts of the wrong shape"
+    history = state.get("history", [])
+    if not isinstance(history, list) or not all(
+            isinstance(h, dict) and isinstance(h.get("t"), (int, float)) and isinstance(h.get("relay"), (int, float))
+            and isinstance(h.get("rk"), str) and isinstance(h.get("s"), dict) for h in history):
+        return "history of the wrong shape"
+    oom = state.get("oom")
+    if oom is not None and not (isinstance(oom, dict) and isinstance(oom.get("kills"), (int, type(None)))):
+        return "OOM record of the wrong shape"
+    if not isinstance(state.get("pending_events", {}), dict):
+        return "pending events of the wrong shape"
+    return None
+
+
 def load_state(path, journal):
     try:
-        with open(path) as handle:
-            state = json.load(handle)
-        if not isinstance(state, dict) or state.get("version") != 1:
-            raise ValueError("not a version 1 state")
+        with open(path, "rb") as handle:
+            state = json.loads(handle.read().decode("utf-8"))
+        problem = state_shape_error(state)
+        if problem:
+            raise ValueError(problem)
         return state
     except (IOError, OSError) as exc:
         if os.path.exists(path):
@@ -649,9 +741,8 @@ def load_state(path, journal):
 
 
 def save_state(path, state):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
+    # Only root may place files where root's state lives.
+    sc.private_directory(os.path.dirname(path))
     write_atomic(path, json.dumps(state, sort_keys=True, separators=(",", ":")), 0o600)
 
 
@@ -708,18 +799,17 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
                 url = read_secret(config["webhook_url_file"])
                 post_json(url, webhook_body(config["webhook_format"], host, notifications, pending, sample_, trend),
                           config["webhook_timeout"], opener)
-            except Exception as exc:  # pylint: disable=broad-except
+            except (WebhookError, IOError, OSError) as exc:
                 # Any failure (DNS, TLS, HTTP, a bad URL) is the webhook's; the
                 # alert stays due and is sent again on the next run.
                 failures += 1
-                journal.log("error", "webhook failed (%s); it will be retried on the next run" % type(exc).__name__
-                            + (": %s" % exc if not isinstance(exc, ValueError) else ""))
+                journal.log("error", "webhook failed (%s); it will be retried on the next run" % exc)
             else:
                 mark_sent(state, notifications, "webhook", now)
                 clear_events(state, "webhook")
     try:
         save_state(config["state_file"], state)
-    except (IOError, OSError) as exc:
+    except (IOError, OSError, sc.UnsafePathError) as exc:
         failures += 1
         journal.log("error", "cannot save the state %s: %s" % (config["state_file"], exc))
     return failures
@@ -727,7 +817,7 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Warn before Relay rejects events for lack of memory.")
-    parser.add_argument("--config", default="/etc/sentry-memory-alerts/config.json")
+    parser.add_argument("--config", default="/etc/sentry-selfhosted-memory/sentry-memory-alerts.json")
     args = parser.parse_args(argv)
     journal = Journal()
     try:

@@ -4,9 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Restart self-hosted Sentry's Relay when it is due; run by sentry-relay-restart.service.
 
-Installed by the sentry_selfhosted.memory.restart_timer role beside copies of
-the collection's host_memory.py and sentry_compose.py, so the figures and the
-restart are the collection's own. Standard library only. Every decision is
+Installed by the sentry_selfhosted.memory.restart_timer role in
+/usr/local/libexec/sentry-selfhosted-memory/ beside copies of the collection's
+host_memory.py and sentry_compose.py, so the figures and the restart are the
+collection's own. Standard library only; Ansible need not be on the host. Every decision is
 logged to the journal (stdout, with a syslog priority prefix) with its figures.
 
 Exit status: 0 restarted, not needed, or stood aside; 1 the restart failed or
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 
+# The one import path of the host programs: the module_utils copies beside them.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import host_memory as hm  # noqa: E402 pylint: disable=wrong-import-position,import-error
@@ -38,12 +40,13 @@ DEFAULTS = {
     "full_stack": False,
     "modes": ["always"],
     "memory_threshold": 0.85,
-    "relay_threshold": hm.DEFAULT_RELAY_THRESHOLD,
+    # None: Relay's own, read from the checkout's relay/config.yml on every run.
+    "relay_threshold": None,
     "reload_nginx": True,
     "ready_timeout": 180,
     "max_restarts": 3,
     "rate_window": 86400,
-    "state_file": "/var/lib/sentry-relay-restart/restarts.json",
+    "state_file": "/var/lib/sentry-selfhosted-memory/relay-restarts.json",
     "lock_path": sc.DEFAULT_LOCK_PATH,
     "docker": "docker",
 }
@@ -68,25 +71,55 @@ def run(argv):
     return proc.returncode, out, err
 
 
+class ConfigError(Exception):
+    """The configuration is missing or of the wrong shape."""
+
+
+def _number(config, key, kind):
+    value = config[key]
+    if isinstance(value, bool):
+        raise ConfigError("%s must be a number, got %r" % (key, value))
+    try:
+        return kind(value)  # older ansible-core may write numbers as strings
+    except (TypeError, ValueError):
+        raise ConfigError("%s must be a number, got %r" % (key, value))
+
+
 def load_config(path):
-    with open(path) as handle:
-        config = dict(DEFAULTS, **json.load(handle))
-    # Older ansible-core may write numbers and booleans as strings.
-    for key in ("memory_threshold", "relay_threshold"):
-        config[key] = float(config[key])
+    try:
+        with open(path, "rb") as handle:
+            given = json.loads(handle.read().decode("utf-8"))
+    except (IOError, OSError, ValueError) as exc:
+        raise ConfigError("cannot read it: %s" % exc)
+    if not isinstance(given, dict):
+        raise ConfigError("it must hold a JSON object, got %s" % type(given).__name__)
+    config = dict(DEFAULTS, **given)
+    if config["relay_threshold"] in ("", "None", "null"):
+        config["relay_threshold"] = None  # ansible-core before 2.19 writes a templated null as a string
+    for key in ("memory_threshold",) + (("relay_threshold",) if config["relay_threshold"] is not None else ()):
+        config[key] = _number(config, key, float)
+        if not 0 < config[key] <= 1:
+            raise ConfigError("%s must be in (0, 1], got %s" % (key, config[key]))
     for key in ("ready_timeout", "max_restarts", "rate_window"):
-        config[key] = int(config[key])
+        config[key] = _number(config, key, int)
+        if config[key] <= 0:
+            raise ConfigError("%s must be positive, got %s" % (key, config[key]))
     for key in ("full_stack", "reload_nginx"):
         config[key] = config[key] in (True, "True", "true", 1, "1")
+    for key in ("project_dir", "state_file", "lock_path", "docker"):
+        if not isinstance(config[key], str) or not config[key]:
+            raise ConfigError("%s must be a non-empty string, got %r" % (key, config[key]))
+    for key in ("modes", "services"):
+        if not isinstance(config[key], list) or not all(isinstance(v, str) for v in config[key]):
+            # A string would be taken letter by letter.
+            raise ConfigError("%s must be a list of strings, got %r" % (key, config[key]))
     unknown = [m for m in config["modes"] if m not in MODES]
     if unknown or not config["modes"]:
-        raise ValueError("modes must be a non-empty subset of %s, got %s" % (", ".join(MODES), config["modes"]))
-    for key in ("memory_threshold", "relay_threshold"):
-        if not 0 < float(config[key]) <= 1:
-            raise ValueError("%s must be in (0, 1], got %s" % (key, config[key]))
+        raise ConfigError("modes must be a non-empty subset of %s, got %s" % (", ".join(MODES), config["modes"]))
     bad = [s for s in config["services"] if not sc.valid_service_name(s)]
-    if bad:
-        raise ValueError("not a compose service name: %s" % ", ".join(repr(s) for s in bad))
+    if bad or not config["services"]:
+        raise ConfigError("services must be compose service names; not a compose service name: %s"
+                          % ", ".join(repr(s) for s in bad or config["services"]))
     return config
 
 
@@ -125,41 +158,40 @@ def decide(modes, memory_view=None, ready=None, relay_view=None):
     return False, EXIT_OK, "no restart needed: " + "; ".join(reasons)
 
 
+class DamagedRecord(Exception):
+    """The restart record exists but cannot be read as a list of times."""
+
+
 def recent_restarts(state_file, window, now):
-    try:
-        with open(state_file) as handle:
-            stamps = json.load(handle)
-    except (IOError, OSError, ValueError):
+    """Times of the restarts within ``window`` seconds; raises DamagedRecord for a record of the wrong shape."""
+    if not os.path.lexists(state_file):
         return []
-    return [s for s in stamps if isinstance(s, (int, float)) and now - s < window]
+    try:
+        with os.fdopen(sc.open_private(state_file, os.O_RDONLY), "rb") as handle:
+            stamps = json.loads(handle.read().decode("utf-8"))
+    except (IOError, OSError, ValueError, sc.UnsafePathError) as exc:
+        raise DamagedRecord(str(exc))
+    if not isinstance(stamps, list) or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in stamps):
+        raise DamagedRecord("not a list of times")
+    return [s for s in stamps if now - s < window]
 
 
-def record_restart(state_file, stamps, now):
-    directory = os.path.dirname(state_file)
-    if directory and not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
+def record_restarts(state_file, stamps):
+    """Write the record beside the target and rename it, in a directory only root can change."""
     tmp = state_file + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(stamps + [now], handle)
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    with os.fdopen(sc.open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as handle:
+        json.dump(stamps, handle)
     os.rename(tmp, state_file)
 
 
-class Figures:
-    """Relay's memory figure on this host, read with host_memory as memory_info does."""
-
-    def __init__(self, config, release, root="/"):
-        self.config = config
-        self.release = release
-        self.root = root
-
-    def view(self, threshold):
-        meminfo = hm.ProcfsBackend(self.root).meminfo()
-        mode = hm.cgroup_mode(self.root)
-        project = hm.checkout_env(self.config["project_dir"]).get("COMPOSE_PROJECT_NAME", hm.DEFAULT_COMPOSE_PROJECT)
-        containers = hm.list_compose_containers(run, project, self.config["docker"])
-        hm.container_memory(containers, mode, self.root)
-        relay = next((c for c in containers if c["service"] == "relay" and "error" not in c), None)
-        return hm.relay_view(meminfo, self.release, mode, relay, threshold)
+def relay_figure(config, root, threshold):
+    """Relay's figure from the collection's one Relay view; its notes go to the journal."""
+    figure = hm.relay_figure(config["project_dir"], root, run, config["docker"], threshold=threshold)
+    for note in figure["notes"]:
+        log(WARNING, note)
+    return figure["relay"]
 
 
 def main(argv=None, root="/"):
@@ -168,7 +200,7 @@ def main(argv=None, root="/"):
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-    except (IOError, OSError, ValueError) as exc:
+    except ConfigError as exc:
         log(ERR, "cannot use %s: %s" % (args.config, exc))
         return EXIT_FAILED
     project_dir = config["project_dir"]
@@ -176,12 +208,17 @@ def main(argv=None, root="/"):
         log(ERR, "%s is not a self-hosted checkout (docker-compose.yml, .env and relay/ expected)" % project_dir)
         return EXIT_FAILED
     lock = sc.RestartLock(config["lock_path"])
-    if not lock.acquire(wait=0):
+    try:
+        acquired = lock.acquire(wait=0)
+    except sc.UnsafePathError as exc:
+        log(ERR, "not restarting: %s" % exc)
+        return EXIT_FAILED
+    if not acquired:
         log(NOTICE, "another restart holds %s: standing aside" % config["lock_path"])
         return EXIT_OK
     try:
         return restart_when_due(config, root)
-    except (sc.ComposeError, hm.MemoryReadError) as exc:
+    except (sc.ComposeError, hm.MemoryReadError, sc.UnsafePathError, OSError) as exc:
         log(ERR, "restart failed: %s" % exc)
         return EXIT_FAILED
     finally:
@@ -189,7 +226,10 @@ def main(argv=None, root="/"):
 
 
 def restart_when_due(config, root):
-    release = hm.relay_release(hm.checkout_env(config["project_dir"]))
+    notes = []
+    release = hm.relay_release(hm.checkout_env(config["project_dir"], notes))
+    for note in notes:
+        log(WARNING, note)
     compose = sc.SentryCompose(config["project_dir"], run, config["docker"])
     compose.version()
     restarter = sc.RelayRestart(compose, release, log=lambda message: log(INFO, message))
@@ -200,29 +240,39 @@ def restart_when_due(config, root):
         log(NOTICE, "standing aside: %s" % reason)
         return EXIT_OK
     modes = config["modes"]
-    figures = Figures(config, release, root)
     memory_view = ready = relay_view = None
     if "always" not in modes:
         if "memory" in modes:
-            memory_view = figures.view(float(config["memory_threshold"]))
+            memory_view = relay_figure(config, root, config["memory_threshold"])
         if "unhealthy" in modes:
             ready, detail = restarter.probe()
             log(INFO, "readiness probe: %s" % ("ready" if ready else "not ready: %s" % detail))
             if not ready:
-                relay_view = figures.view(float(config["relay_threshold"]))
+                # Relay's own threshold (relay/config.yml), unless the configuration names one.
+                relay_view = relay_figure(config, root, config["relay_threshold"])
     restart, status, why = decide(modes, memory_view, ready, relay_view)
     if not restart:
         log(ERR if status else INFO, why)
         return status
     now = time.time()
-    stamps = recent_restarts(config["state_file"], config["rate_window"], now)
+    try:
+        stamps = recent_restarts(config["state_file"], config["rate_window"], now)
+    except DamagedRecord as exc:
+        # A damaged record must not reset the rate limit: it counts as a full
+        # window of restarts, rewritten so that the limit lifts when the window ends.
+        log(ERR, "the restart record %s is damaged (%s): counted as %d restarts now; not restarting although %s"
+            % (config["state_file"], exc, config["max_restarts"], why))
+        if os.path.lexists(config["state_file"]) and not os.path.isdir(config["state_file"]):
+            os.unlink(config["state_file"])
+        record_restarts(config["state_file"], [now] * config["max_restarts"])
+        return EXIT_RATE_LIMIT
     if len(stamps) >= config["max_restarts"]:
         log(ERR, "restart rate limit reached: %d restarts in the last %d s (max %d); not restarting although %s"
             % (len(stamps), config["rate_window"], config["max_restarts"], why))
         return EXIT_RATE_LIMIT
     log(NOTICE, "restarting: %s" % why)
     steps = restarter.plan(services, running, config["reload_nginx"], wait_ready=True)
-    record_restart(config["state_file"], stamps, now)
+    record_restarts(config["state_file"], stamps + [now])
     done, ready = restarter.execute(steps, config["ready_timeout"])
     if ready is False:
         log(ERR, "Relay is not ready %d s after: %s" % (config["ready_timeout"], ", ".join(done)))

@@ -6,6 +6,7 @@ The docker CLI is the only double (it cannot run here); every figure is read
 by the collection's host_memory from fixture trees of /proc and cgroup files.
 """
 
+import base64
 import importlib.util
 import io
 import json
@@ -14,6 +15,7 @@ import os
 import random
 import shutil
 import stat
+import sys
 
 import pytest
 
@@ -24,6 +26,10 @@ PROGRAM = os.path.join(REPO, "roles", "memory_alerts", "files", "sentry_memory_a
 PROM_TEXT = os.path.join(REPO, "molecule", "memory_alerts", "files", "prom_text.py")
 MIB = 1024 ** 2
 GIB = 1024 ** 3
+
+
+# As on the host: the program imports the module_utils copies beside it; here, the collection's own.
+sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
 
 
 def load(name, path):
@@ -563,7 +569,8 @@ def test_broken_webhook_is_logged_retried_and_stops_nothing(tmp_path):
     broken = Opener(fail=OSError("connection refused"))
     failures, log = run(config, root, 1000.0, broken)
     assert failures == 1
-    assert "<3>webhook failed (OSError); it will be retried on the next run: connection refused" in log
+    assert ("<3>webhook failed (POST to https://hooks.example failed (OSError: connection refused)); "
+            "it will be retried on the next run") in log
     assert "<2>relay critical:" in log
     assert (tmp_path / "metrics" / "sentry_memory.prom").exists()
     assert (tmp_path / "state" / "state.json").exists()
@@ -683,7 +690,9 @@ def test_run_stands_aside_while_install_sh_runs_in_the_checkout(tmp_path):
     proc = root / "proc" / "31337"
     proc.mkdir()
     (proc / "cmdline").write_bytes(b"bash\0./install.sh\0--skip-user-creation\0")
+    (proc / "status").write_text("Name:\tbash\nUid:\t0\t0\t0\t0\n")  # root's, as an install is
     (proc / "cwd").symlink_to(config["project_dir"])
+    (tmp_path / "checkout" / "install.sh").write_text("#!/bin/bash\n")
     failures, journal = run(config, root, 1000.0, opener=None)
     assert failures == 0
     assert "install.sh is running in %s (pid 31337): standing aside" % config["project_dir"] in journal
@@ -694,3 +703,86 @@ def test_run_stands_aside_while_install_sh_runs_in_the_checkout(tmp_path):
     failures, journal = run(config, root, 1060.0, opener=lambda *a, **k: None)
     assert "standing aside" not in journal
     assert os.path.exists(config["metrics_file"])
+
+
+# --- hardening: operator files with any bytes, wrong shapes, webhook secrets ---
+
+def test_latin1_bytes_in_the_env_files_are_noted_not_fatal(tmp_path):
+    root, config = run_host(tmp_path, webhook_url_file=None)
+    env = tmp_path / "checkout" / ".env"
+    env.write_bytes(env.read_bytes() + b"# Stra\xdfe\n")
+    (tmp_path / "checkout" / ".env.custom").write_bytes(b"\xe9=1\nCOMPOSE_PROJECT_NAME=sentry-self-hosted\n")
+    failures, log = run(config, root, 1000.0, Opener())
+    assert failures == 0
+    assert "%s line 3 is not UTF-8: read with the bad bytes replaced" % env in log
+    assert "%s line 1 is not UTF-8" % (tmp_path / "checkout" / ".env.custom") in log
+    assert "Relay's memory figure is" in log
+
+
+@pytest.mark.parametrize("given, message", [
+    ([], "it must hold a JSON object, got list"),
+    ({"relay_threshold": "abc"}, "relay_threshold must be a number, got 'abc'"),
+    ({"journal": "yes"}, "journal must be true or false"),
+    ({"state_file": ["x"]}, "state_file must be a non-empty string"),
+    ({"trend_min_samples": None}, "trend_min_samples must be a number, got None"),
+])
+def test_configuration_of_the_wrong_shape_is_refused_in_one_line(tmp_path, capsys, given, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(given))
+    assert alerts.main(["--config", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert message in out and str(path) in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("state", [
+    {"version": 1, "alerts": [], "history": []},
+    {"version": 1, "alerts": {"relay": {"level": "loud", "since": 0, "sent": {}}}, "history": []},
+    {"version": 1, "alerts": {}, "history": [{"t": "yesterday"}]},
+    {"version": 1, "alerts": {}, "history": [], "oom": "many"},
+])
+def test_state_of_the_wrong_shape_starts_afresh(tmp_path, state):
+    root, config = run_host(tmp_path, webhook_url_file=None)
+    (tmp_path / "state").mkdir(mode=0o700)
+    (tmp_path / "state" / "state.json").write_text(json.dumps(state))
+    failures, log = run(config, root, 1000.0, Opener())
+    assert failures == 0
+    assert "<3>the state %s is damaged" % (tmp_path / "state" / "state.json") in log
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["alerts"]["relay"]["level"] == "critical"
+
+
+def test_webhook_userinfo_is_sent_as_basic_auth_and_kept_out_of_the_url(tmp_path):
+    root, config = run_host(tmp_path)
+    (tmp_path / "url").write_text("https://alerts:p%40ss@hooks.example:8443/T000/B000/secret?token=abc\n")
+    set_available(root, int(mem_total(root) * 0.05))
+    opener = Opener()
+    failures, _log = run(config, root, 1000.0, opener)
+    assert failures == 0
+    request = opener.requests[0]
+    assert request["url"] == "https://hooks.example:8443/T000/B000/secret?token=abc"
+    assert request["headers"]["Authorization"] == "Basic " + base64.b64encode(b"alerts:p@ss").decode()
+
+
+@pytest.mark.parametrize("url", [
+    "https://hooks.example/T000/B000/sec ret",  # urllib's own error would quote the path
+    "https://alerts:hunter2@hooks.example:80x/T000/B000/secret",
+    "ftp://alerts:hunter2@hooks.example/T000/B000/secret",
+])
+def test_webhook_url_that_cannot_be_used_is_logged_without_its_secrets(tmp_path, url):
+    root, config = run_host(tmp_path)
+    (tmp_path / "url").write_text(url + "\n")
+    set_available(root, int(mem_total(root) * 0.05))
+    failures, log = run(config, root, 1000.0, None)  # the real urllib: it fails before any connection
+    assert failures == 1
+    assert "<3>webhook failed" in log
+    for secret in ("T000", "B000", "secret", "sec ret", "hunter2", "alerts:"):
+        assert secret not in log.split("<3>webhook failed", 1)[1]
+
+
+def test_webhook_errors_name_the_host_and_the_status_only(tmp_path):
+    root, config = run_host(tmp_path)
+    set_available(root, int(mem_total(root) * 0.05))
+    failures, log = run(config, root, 1000.0, Opener(fail=OSError("cannot reach https://hooks.example/T000/B000/secret")))
+    assert failures == 1
+    assert "POST to https://hooks.example failed (OSError: cannot reach <redacted>)" in log
+    assert "T000" not in log

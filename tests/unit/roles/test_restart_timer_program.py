@@ -64,15 +64,17 @@ def test_decide(modes, memory, ready, relay, restart, status):
 def test_load_config_refuses_bad_values(tmp_path, change, message):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(change))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(program.ConfigError, match=message):
         program.load_config(str(path))
 
 
 def test_load_config_takes_strings_from_older_ansible(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"ready_timeout": "60", "memory_threshold": "0.8", "reload_nginx": "False"}))
+    path.write_text(json.dumps({"ready_timeout": "60", "memory_threshold": "0.8", "reload_nginx": "False",
+                                "relay_threshold": "None"}))
     config = program.load_config(str(path))
     assert (config["ready_timeout"], config["memory_threshold"], config["reload_nginx"]) == (60, 0.8, False)
+    assert config["relay_threshold"] is None
 
 
 # --- whole runs against the stand-in -----------------------------------------
@@ -251,3 +253,98 @@ def test_missing_docker_cli_fails_with_a_clear_line(host, capsys):
     out = capsys.readouterr().out
     assert "<3>restart failed:" in out
     assert "cannot run" in out and "no-such-docker" in out
+
+
+# --- Relay's own threshold (relay/config.yml) decides the unhealthy mode ------
+
+def test_unhealthy_mode_reads_relays_threshold_from_the_checkout(host, capsys):
+    # relay_health wrote max_memory_percent 0.90; Relay sits at 92% of its limit and rejects events.
+    host_tree(host.root, relay_anon=int(0.92 * 4 * GIB), limit=4 * GIB)
+    (host.dir / "sentry" / "relay" / "config.yml").write_text(
+        "relay:\n  mode: managed\nhealth:\n  max_memory_percent: 0.90  # set by relay_health\n")
+    (host.standin / "fail").write_text("healthcheck/ready")
+    # Restarted; the stand-in keeps answering "not ready", so the run ends failed.
+    assert host.run(modes=["unhealthy"], ready_timeout=1) == 1
+    assert [c for c in host.calls() if c.startswith("compose restart")] == ["compose restart relay"]
+    assert "unhealthy: Relay is not ready and its memory probe fails, over: used" in capsys.readouterr().out
+
+
+def test_unhealthy_mode_threshold_in_the_configuration_still_wins(host, capsys):
+    host_tree(host.root, relay_anon=int(0.92 * 4 * GIB), limit=4 * GIB)
+    (host.dir / "sentry" / "relay" / "config.yml").write_text("health:\n  max_memory_percent: 0.90\n")
+    (host.standin / "fail").write_text("healthcheck/ready")
+    assert host.run(modes=["unhealthy"], relay_threshold=0.95) == 3
+    assert [c for c in host.calls() if c.startswith("compose restart")] == []
+
+
+# --- hardening: any bytes in the operator's files, wrong shapes, unsafe paths --
+
+def test_latin1_bytes_in_env_files_and_relay_config_do_not_stop_the_program(host, capsys):
+    host_tree(host.root, relay_anon=int(3.6 * GIB), limit=4 * GIB)
+    checkout = host.dir / "sentry"
+    (checkout / ".env").write_bytes((checkout / ".env").read_bytes() + b"# caf\xe9 au lait\n")
+    (checkout / ".env.custom").write_bytes(b"SENTRY_MAIL_HOST=m\xfcnchen.example\n")
+    (checkout / "relay" / "config.yml").write_bytes(b"# Relay f\xfcr Sentry\nhealth:\n  max_memory_percent: 0.95\n")
+    assert host.run(modes=["memory"], memory_threshold=0.85) == 0
+    out = capsys.readouterr().out
+    assert compose_actions(host.calls())[0] == "compose restart relay"
+    assert "%s line 5 is not UTF-8" % (checkout / ".env") in out
+    assert "%s line 1 is not UTF-8" % (checkout / ".env.custom") in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("config_text, message", [
+    (json.dumps({"services": "relay"}), "services must be a list of strings, got 'relay'"),
+    (json.dumps(["relay"]), "it must hold a JSON object, got list"),
+    (json.dumps({"ready_timeout": None}), "ready_timeout must be a number, got None"),
+    (json.dumps({"modes": "always"}), "modes must be a list of strings"),
+    (b'{"project_dir": "/opt/sentr\xff"}', "cannot read it"),
+])
+def test_configuration_of_the_wrong_shape_is_refused_in_one_line(tmp_path, capsys, config_text, message):
+    path = tmp_path / "config.json"
+    if isinstance(config_text, bytes):
+        path.write_bytes(config_text)
+    else:
+        path.write_text(config_text)
+    assert program.main(["--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("<3>cannot use %s: " % path) and message in out
+
+
+@pytest.mark.parametrize("record", ['{"not": "a list"}', "[1, 2, \"x\"]", "\x00garbage", "[true]"])
+def test_damaged_restart_record_keeps_the_rate_limit(host, capsys, record):
+    host_tree(host.root, relay_anon=GIB)
+    state = host.dir / "state"
+    state.mkdir(mode=0o700)
+    (state / "restarts.json").write_text(record)
+    assert host.run(modes=["always"], max_restarts=2) == 4
+    assert [c for c in host.calls() if c.startswith("compose restart")] == []
+    out = capsys.readouterr().out
+    assert "<3>the restart record %s is damaged" % (state / "restarts.json") in out
+    # Rewritten as a full window: the next tick is limited too, and the limit lifts when the window ends.
+    assert len(json.loads((state / "restarts.json").read_text())) == 2
+    assert host.run(modes=["always"], max_restarts=2) == 4
+    assert "restart rate limit reached: 2 restarts" in capsys.readouterr().out
+
+
+def test_docker_answering_no_json_is_a_logged_note_not_a_traceback(host, capsys):
+    host_tree(host.root, relay_anon=GIB, limit=4 * GIB)
+    docker = host.dir / "docker-garbage"
+    docker.write_text("#!/bin/sh\n[ \"$1\" = inspect ] && { echo 'Error: not json'; exit 0; }\nexec %s \"$@\"\n"
+                      % (host.dir / "docker"))
+    docker.chmod(0o755)
+    assert host.run(modes=["memory"], docker=str(docker)) == 0
+    out = capsys.readouterr().out
+    assert "containers were not listed: docker inspect did not answer with a JSON list" in out
+    assert "Traceback" not in out
+
+
+def test_lock_in_a_world_writable_directory_is_refused_clearly(host, capsys):
+    host_tree(host.root, relay_anon=GIB)
+    shared = host.dir / "lock"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /run/lock, where any user can create the file first
+    assert host.run(modes=["always"], lock_path=str(shared / "restart.lock")) == 1
+    out = capsys.readouterr().out
+    assert "<3>not restarting: %s belongs to uid" % shared in out
+    assert compose_actions(host.calls()) == []

@@ -146,30 +146,57 @@ def test_stand_aside_when_stack_is_down(checkout, tmp_path_factory):
     assert rr.stand_aside_reason(["relay"], ["relay"], root=empty_root) is None
 
 
-def fake_proc(root, pid, argv, cwd):
+ME = os.getuid()
+
+
+def fake_proc(root, pid, argv, cwd, uid=ME):
     directory = os.path.join(root, "proc", str(pid))
     os.makedirs(directory)
     with open(os.path.join(directory, "cmdline"), "wb") as handle:
         handle.write(b"\0".join(a.encode() for a in argv) + b"\0")
+    with open(os.path.join(directory, "status"), "w") as handle:
+        handle.write("Name:\tbash\nUid:\t%d\t%d\t%d\t%d\n" % (uid, uid, uid, uid))
     os.symlink(cwd, os.path.join(directory, "cwd"))
 
 
 def test_installer_running_in_this_checkout(checkout, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("root"))
     other = str(tmp_path_factory.mktemp("other"))
+    open(os.path.join(checkout, "install.sh"), "w").close()
+    open(os.path.join(other, "install.sh"), "w").close()
     fake_proc(root, 10, ["bash", "./install.sh", "--skip-user-creation"], other)
     fake_proc(root, 11, ["sleep", "60"], checkout)
-    assert sc.installer_running(checkout, root) is None
+    assert sc.installer_running(checkout, root, trusted_uid=ME) is None
     fake_proc(root, 12, ["bash", "./install.sh"], checkout)
-    assert sc.installer_running(checkout, root) == 12
-    rr = restarter(checkout, FakeDocker())
-    assert "install.sh is running" in rr.stand_aside_reason(["relay"], ["relay"], root=root)
+    assert sc.installer_running(checkout, root, trusted_uid=ME) == 12
+    if ME == 0:
+        rr = restarter(checkout, FakeDocker())
+        assert "install.sh is running" in rr.stand_aside_reason(["relay"], ["relay"], root=root)
 
 
 def test_installer_found_by_absolute_path(checkout, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("root"))
+    open(os.path.join(checkout, "install.sh"), "w").close()
     fake_proc(root, 20, ["/bin/bash", os.path.join(checkout, "install.sh")], "/")
-    assert sc.installer_running(checkout, root) == 20
+    assert sc.installer_running(checkout, root, trusted_uid=ME) == 20
+
+
+def test_another_users_process_named_install_sh_is_not_trusted(checkout, tmp_path_factory):
+    # `setpriv --reuid=nobody bash -c 'exec -a /opt/sentry/install.sh sleep 600'`: the same argv and
+    # working directory an install has, but not root's: root's programs must not stand aside for it.
+    root = str(tmp_path_factory.mktemp("root"))
+    open(os.path.join(checkout, "install.sh"), "w").close()
+    fake_proc(root, 30, [os.path.join(checkout, "install.sh"), "600"], checkout, uid=ME + 1)
+    assert sc.installer_running(checkout, root, trusted_uid=ME) is None
+
+
+def test_install_sh_that_does_not_exist_or_a_checkout_of_another_user_is_not_trusted(checkout, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("root"))
+    fake_proc(root, 40, ["bash", "./install.sh"], checkout)
+    assert sc.installer_running(checkout, root, trusted_uid=ME) is None  # no install.sh in the checkout
+    open(os.path.join(checkout, "install.sh"), "w").close()
+    # The process and the script would be trusted, the checkout is not the trusted user's.
+    assert sc.installer_running(checkout, root, trusted_uid=ME + 1) is None
 
 
 def test_wait_ready_retries_until_ready(checkout):
@@ -198,6 +225,29 @@ def test_execute_stops_when_restart_fails(checkout):
     with pytest.raises(sc.ComposeError, match="restart relay failed"):
         rr.execute(rr.plan(["relay"], rr.running_services()), timeout=10)
     assert not any(c.startswith("exec") for c in docker.calls)
+
+
+def test_restart_lock_lives_in_a_private_directory(tmp_path):
+    path = str(tmp_path / "run" / "restart.lock")
+    lock = sc.RestartLock(path)
+    assert lock.acquire()
+    lock.release()
+    assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_restart_lock_refuses_a_world_writable_directory_or_a_symlink(tmp_path):
+    shared = tmp_path / "lock"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /run/lock is
+    with pytest.raises(sc.UnsafePathError, match="writable by it alone"):
+        sc.RestartLock(str(shared / "restart.lock")).acquire()
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "restart.lock").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(sc.UnsafePathError, match="cannot open the restart lock"):
+        sc.RestartLock(str(private / "restart.lock")).acquire()
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_restart_lock_is_exclusive(tmp_path):
