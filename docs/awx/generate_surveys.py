@@ -37,7 +37,7 @@ SURVEYS = os.path.join(REPO, "docs", "awx", "surveys")
 SITE_ORDER = ["swap", "compose_limits", "relay_health", "memory_alerts", "restart_timer"]
 ROLE_PLAYBOOKS = {"site": SITE_ORDER, "upgrade": ["upgrade"]}
 # Per-host, set in the inventory: a survey answer would give every host the same checkout.
-INVENTORY_ONLY = {"sentry_selfhosted_dir"}
+INVENTORY_ONLY = {"sentry_selfhosted_dir", "sentry_selfhosted_docker"}
 # Playbook surveys: playbook -> (variable prefix, module whose options the variables feed).
 PLAYBOOKS = {
     "audit": ("audit", "memory_info"),
@@ -84,6 +84,7 @@ LABEL_WORDS = {
 LABEL_PARTS = {
     "swap": "Swap", "compose_limits": "Limits", "relay_health": "Relay health", "memory_alerts": "Alerts",
     "restart_timer": "Restart timer", "upgrade": "Upgrade", "audit": "Audit", "restart": "Restart",
+    "sentry_selfhosted": "Every part",
 }
 MARKUP = re.compile(r"\b[CVOIBMLU]\(([^)]*)\)")
 

@@ -39,7 +39,7 @@ def test_audit_reports_changes_nothing_and_publishes_stats(ansible_env, mode):
 
 def test_audit_refuses_a_bad_threshold(ansible_env):
     proc = subprocess.run([tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.audit",
-                           "-e", "audit_relay_threshold=1.5", "-e", "audit_containers=false"],
+                           "-e", "sentry_selfhosted_relay_threshold=1.5", "-e", "audit_containers=false"],
                           env=ansible_env, capture_output=True, text=True, check=False)
     assert proc.returncode != 0
     assert "relay_threshold must be in (0, 1]" in proc.stdout
