@@ -188,6 +188,10 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     for key in ("max_memory_percent: 0.95", "max_backpressure_memory_percent: 0.8", 'path: "/work/spool/envelopes.db"'):
         assert key in out
     assert "check mode: a real run would restart relay in %s" % checkout in out
+    # The host programs: one line each (name and checksum), never their source.
+    for program in ("sentry_memory_alerts.py", "sentry_relay_restart.py"):
+        assert re.search(r"%s sha1:[0-9a-f]{40}" % program, out), program
+    assert "def main(argv=None" not in out and "SPDX-License-Identifier" not in out
     # The closing audit says it was a check run, and the summary is on the command line.
     assert "CHECK MODE: nothing was changed" in out
     assert "TASK [Show the summary]" in out and '"check_mode": true' in out
