@@ -149,14 +149,14 @@ backup_file:
 import json
 import os
 import re
-import tempfile
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
 
 try:
     import yaml
@@ -582,23 +582,14 @@ class RelayConfig:
         if changed and not self.module.check_mode:
             if not created and self.params["backup"]:
                 result["backup_file"] = self.module.backup_local(self.path)
-            self.write(after, created)
+            self.write(after)
         return result
 
-    def write(self, text, created):
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".config.yml.", dir=directory)
+    def write(self, text):
+        """Through a symlink, keeping mode, owner and line endings; a new file is 0644: Relay reads it as its own user."""
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(to_bytes(text))
-            if created:
-                # Relay reads the file through a read-only bind mount as its own
-                # non-root user: it must be world-readable, as the installer's cp leaves it.
-                os.chmod(tmp, 0o644)
-            self.module.atomic_move(tmp, self.path)
+            ManagedFile(self.path).write(text)
         except Exception as exc:  # pylint: disable=broad-except
-            if os.path.exists(tmp):
-                os.unlink(tmp)
             self.fail("cannot write %s: %s" % (self.path, to_native(exc)))
 
 

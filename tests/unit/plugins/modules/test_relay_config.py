@@ -443,3 +443,20 @@ def test_module_keeps_anchors_elsewhere(tmp_path):
     assert result["changed"] is True and not result.get("failed"), result
     written = read(os.path.join(checkout, "relay", "config.yml"))
     assert written.startswith("x-common: &common {level: WARN}\nlogging: *common\nhealth:\n  max_memory_percent: 0.95\n")
+
+
+def test_a_symlinked_config_is_edited_through_the_link_keeping_owner_and_mode(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    real = tmp_path / "kept" / "relay-config.yml"
+    real.parent.mkdir()
+    shutil.move(os.path.join(checkout, "relay", "config.yml"), str(real))
+    os.symlink(str(real), os.path.join(checkout, "relay", "config.yml"))
+    os.chown(str(real), 4321, 4321)
+    os.chmod(str(real), 0o640)
+    result = run_module(tmp_path, module_args(checkout, backup=False))
+    assert result["changed"] and not result.get("failed"), result
+    assert os.path.islink(os.path.join(checkout, "relay", "config.yml"))
+    assert "max_memory_percent: 0.95" in real.read_text()
+    info = os.stat(str(real))
+    assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o777)) == (4321, 4321, "0o640")
+    assert sorted(p.name for p in real.parent.iterdir()) == ["relay-config.yml"]
