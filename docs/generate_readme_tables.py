@@ -76,7 +76,12 @@ def table(role):
         kind = spec.get("type", "str")
         if kind == "list" and spec.get("elements"):
             kind = "list of %s" % spec["elements"]
-        default = shown(defaults[name]) if name in defaults else ("required" if spec.get("required") else "unset")
+        if name in defaults:
+            default = shown(defaults[name])
+        elif "default" in spec:  # a collection-wide variable: its default is in the role's vars as a fallback
+            default = shown(spec["default"])
+        else:
+            default = "required" if spec.get("required") else "unset"
         rows.append("| `%s` | %s | %s | %s |" % (name, kind, default, meaning(spec.get("description"))))
     return "\n".join(rows) + "\n"
 
