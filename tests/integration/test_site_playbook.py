@@ -248,9 +248,9 @@ def task_result(data, name):
 def test_limits_are_planned_with_the_threshold_relay_health_writes(ansible_env, checkout):
     """compose_limits runs before relay_health in the same play: it must plan with the new threshold, not the file's."""
     switches = ["site_swap=false", "site_memory_alerts=false", "site_restart_timer=false"]
-    data, _ = run_site(ansible_env, checkout, "--check", "-e", "relay_health_max_memory_percent=0.9",
-                       "-e", "compose_limits_total_memory_mb=16384", "-e", "compose_limits_use_measured=false",
-                       switches=switches)
+    data = run_site(ansible_env, checkout, "--check", "-e", "relay_health_max_memory_percent=0.9",
+                    "-e", "compose_limits_total_memory_mb=16384", "-e", "compose_limits_use_measured=false",
+                    switches=switches)[0]
     plans = [t["hosts"]["localhost"]["msg"] for play in data["plays"] for t in play["tasks"]
              if t["task"]["name"].endswith("Show the plan") and "msg" in t["hosts"]["localhost"]]
     assert plans, task_names(data)
