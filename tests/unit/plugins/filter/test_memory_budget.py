@@ -1,38 +1,25 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The memory_budget filter: real releases at upstream's sizes, the single-fault rule, refusals, measured sizing, knobs."""
 
-import glob
 import os
 import random
 
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sentry_selfhosted.memory.plugins.filter import memory_budget as mb
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
+from checkouts import FIXTURE, FIXTURE_24, service_profiles as checkout_services, upstream as upstream_dir, upstream_releases
+
 SMALL = ["kafka", "clickhouse", "postgres", "redis", "web", "relay", "nginx", "snuba-api",
          "snuba-errors-consumer", "events-consumer"]
 MIB = 1024 * 1024
 
 
-def checkout_services(path):
-    """The services of a checkout's docker-compose.yml, as compose_override returns them (workers from .env)."""
-    with open(os.path.join(path, "docker-compose.yml")) as handle:
-        services = yaml.safe_load(handle)["services"]
-    concurrency = 4  # SENTRY_TASKWORKER_CONCURRENCY and LAUNCHPAD_TASKWORKER_CONCURRENCY default to 4
-    return [{"name": name, "profiles": list(spec.get("profiles") or []),
-             "workers": concurrency if name in ("taskworker", "launchpad-taskworker") else None}
-            for name, spec in services.items()]
-
-
-RELEASES = sorted(glob.glob(os.path.join(UPSTREAM, "*")))
-OWN = [os.path.join(FIXTURES, "checkout"), os.path.join(FIXTURES, "checkout-24.8")]
+RELEASES = [upstream_dir(tag) for tag in upstream_releases()]
+OWN = [FIXTURE, FIXTURE_24]
 CHECKOUTS = [pytest.param(path, id=os.path.basename(path)) for path in OWN] + [
     pytest.param(path, id="upstream-" + os.path.basename(path)) for path in RELEASES]
 upstream = pytest.mark.skipif(not RELEASES, reason="../shared/upstream is not beside this checkout")
@@ -147,7 +134,7 @@ def test_strict_mode_holds_the_sum_to_the_ratio():
 
 @upstream
 def test_strict_mode_refuses_a_real_stack_and_names_the_default_sizing():
-    services = checkout_services(os.path.join(UPSTREAM, "24.8.0"))
+    services = checkout_services(upstream_dir("24.8.0"))
     result = mb.plan(services, 16384, strict=True, profiles=["feature-complete"])
     assert not result["fits"]
     assert "In strict mode" in result["refusal"] and "compose_limits_strict: false" in result["refusal"]

@@ -3,16 +3,10 @@
 
 import json
 import os
-import shutil
-import subprocess
 
 import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))))
-# Real self-hosted files beside the project in development checkouts only.
-UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
 
 CONFIG_24 = {"services": {"nginx": {"depends_on": {"relay": {"condition": "service_started", "required": True}}},
                           "relay": {}, "web": {}}}
@@ -72,15 +66,6 @@ def test_nginx_follows_relay_from_compose_config():
     assert sc.nginx_follows_relay(CONFIG_25)
     assert not sc.nginx_follows_relay({"services": {"nginx": {"depends_on": ["relay", "web"]}}})
     assert not sc.nginx_follows_relay({"services": {}})
-
-
-@pytest.mark.skipif(not os.path.isdir(UPSTREAM) or shutil.which("docker-compose") is None,
-                    reason="needs ../shared/upstream and the Compose CLI (hacking/env)")
-@pytest.mark.parametrize("release, follows", [("24.8.0", False), ("26.8.0", True)])
-def test_nginx_follows_relay_on_upstream_checkouts(release, follows):
-    out = subprocess.check_output(["docker-compose", "--project-directory", os.path.join(UPSTREAM, release),
-                                   "config", "--format", "json"], stderr=subprocess.DEVNULL)
-    assert sc.nginx_follows_relay(json.loads(out)) is follows
 
 
 @pytest.mark.parametrize("release, service, first", [

