@@ -17,8 +17,9 @@ __metaclass__ = type
 
 import os
 import shutil
-import tempfile
 import time
+
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
 
 
 class ManagedFile(object):
@@ -55,29 +56,7 @@ class ManagedFile(object):
     def write(self, text):
         """Replace the file's content with ``text``; mode, owner, line endings and symlinks are kept."""
         target = self.target
-        directory = os.path.dirname(target) or "."
         old = os.stat(target) if os.path.exists(target) else None
-        data = text.replace("\n", self.newline).encode("utf-8", "surrogateescape")
-        handle, staged = tempfile.mkstemp(prefix=".%s." % os.path.basename(target), dir=directory)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(staged, old.st_mode & 0o7777 if old else self.default_mode)
-            if old is not None and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
-                os.chown(staged, old.st_uid, old.st_gid)
-            os.rename(staged, target)
-        except BaseException:
-            if os.path.exists(staged):
-                os.unlink(staged)
-            raise
-        self._sync_directory(directory)
-
-    @staticmethod
-    def _sync_directory(directory):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        mode = old.st_mode & 0o7777 if old else self.default_mode
+        replace_file(target, text.replace("\n", self.newline).encode("utf-8", "surrogateescape"), mode,
+                     (old.st_uid, old.st_gid) if old else None)

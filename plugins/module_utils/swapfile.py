@@ -25,15 +25,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import json
 import os
 import re
 import struct
-import tempfile
 import time
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
 
 MIB = 1024 ** 2
 GIB = 1024 ** 3
@@ -468,37 +467,18 @@ class Swapfile:
         }
 
     def read_fstab(self):
+        """fstab's text ('' without one); the same ManagedFile writes it back with its mode, owner and line ends."""
+        self.fstab = ManagedFile(self.params["fstab_path"])
         try:
-            with open(self.params["fstab_path"]) as handle:
-                return handle.read()
+            return self.fstab.read()
         except (IOError, OSError) as exc:
-            if exc.errno == errno.ENOENT:
-                return ""
             raise SwapfileError("cannot read %s: %s" % (self.params["fstab_path"], exc))
 
     def write_fstab(self, text):
-        target = self.params["fstab_path"]
-        directory = os.path.dirname(target) or "."
         try:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fstab.")
+            self.fstab.write(text)
         except (IOError, OSError) as exc:
-            raise SwapfileError("cannot write %s: %s" % (target, exc))
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if os.path.exists(target):
-                stat = os.stat(target)
-                os.chmod(tmp, stat.st_mode & 0o7777)
-                os.chown(tmp, stat.st_uid, stat.st_gid)
-            else:
-                os.chmod(tmp, 0o644)
-            os.rename(tmp, target)
-        except (IOError, OSError) as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise SwapfileError("cannot write %s: %s" % (target, exc))
+            raise SwapfileError("cannot write %s: %s" % (self.params["fstab_path"], exc))
 
     # -- actions --
     def build(self, target, size, method):

@@ -184,7 +184,6 @@ notes:
 """
 
 import json
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 

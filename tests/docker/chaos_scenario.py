@@ -339,12 +339,13 @@ class Arm:
     # the collection's timers -------------------------------------------------
 
     def programs(self):
-        """memory_alerts' check program and restart_timer's restart program, each with host_memory.py
-        (and sentry_compose.py) beside it as the roles install them, and a config in the work dir."""
+        """memory_alerts' check program and restart_timer's restart program, with the module_utils they import
+        beside them as the roles install them, and a config in the work dir."""
         base = os.path.join(self.workdir, "programs-%s" % self.label)
         os.makedirs(base)
         for source in ("roles/memory_alerts/files/sentry_memory_alerts.py", "roles/restart_timer/files/sentry_relay_restart.py",
-                       "plugins/module_utils/host_memory.py", "plugins/module_utils/sentry_compose.py"):
+                       "plugins/module_utils/host_memory.py", "plugins/module_utils/host_program.py",
+                       "plugins/module_utils/sentry_compose.py"):
             shutil.copy(installed(source), base)
         alerts = {"project_dir": self.stack.dir, "host": "chaos", "relay_threshold": RELAY_THRESHOLD,
                   "warning_ratio": WARNING_RATIO, "critical_ratio": 0.90, "service_warning_ratio": 0.9,

@@ -13,7 +13,9 @@ configuration turns on: journal, Prometheus textfile, webhook.
 
 Standard library only; Ansible need not be on the host. The figures come
 from host_memory.py, the collection's one parser of /proc and cgroup files,
-copied beside this program in /usr/local/libexec/sentry-selfhosted-memory/.
+and the plumbing (commands, journal, configuration, atomic writes) from
+host_program.py, both copied beside this program in
+/usr/local/libexec/sentry-selfhosted-memory/.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,9 +26,7 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 try:
@@ -39,11 +39,10 @@ except ImportError:  # pragma: no cover - Python 2 is not supported on hosts
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import host_memory as hm  # noqa: E402 pylint: disable=wrong-import-position,import-error
+import host_program as hp  # noqa: E402 pylint: disable=wrong-import-position,import-error
 import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,import-error
 
 LEVELS = ("ok", "warning", "critical")
-# syslog priorities for the journal (sd-daemon "<N>" prefixes).
-PRIORITY = {"critical": 2, "error": 3, "warning": 4, "ok": 5, "notice": 5, "info": 6}
 MIB = 1024 ** 2
 
 DEFAULTS = {
@@ -76,71 +75,37 @@ HISTORY_LIMIT = 2000
 PENDING_EVENTS_LIMIT = 20
 
 
-class ConfigError(Exception):
-    """The configuration file is missing or makes no sense."""
+ConfigError = hp.ConfigError
+Journal = hp.Journal
+write_atomic = hp.write_atomic
 
 
 # --- configuration ---------------------------------------------------------
 
 def load_config(path):
     try:
-        with open(path, "rb") as handle:
-            given = json.loads(handle.read().decode("utf-8"))
-    except (IOError, OSError, ValueError) as exc:
-        raise ConfigError("cannot read the configuration %s: %s" % (path, exc))
-    try:
-        return make_config(given)
+        return make_config(hp.read_json(path))
     except ConfigError as exc:
         raise ConfigError("the configuration %s: %s" % (path, exc))
 
 
-# The type each setting must have; older ansible-core may write numbers as strings.
-NUMBERS = ("docker_timeout", "relay_threshold", "warning_ratio", "critical_ratio", "service_warning_ratio",
-           "trend_window_seconds", "trend_min_samples", "trend_horizon_seconds", "trend_warning_seconds",
-           "growth_min_bytes", "resend_interval_seconds", "webhook_timeout")
-OPTIONAL_NUMBERS = ("relay_max_memory_bytes",)
-BOOLEANS = ("journal", "journal_summary")
-STRINGS = ("project_dir", "docker", "state_file", "webhook_format")
-OPTIONAL_STRINGS = ("compose_project", "host", "metrics_file", "webhook_url_file")
-
-
-def _typed(key, value):
-    if key in NUMBERS or (key in OPTIONAL_NUMBERS and value is not None):
-        if isinstance(value, bool):
-            raise ConfigError("%s must be a number, got %r" % (key, value))
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError("%s must be a number, got %r" % (key, value))
-        return int(number) if number == int(number) and key not in ("relay_threshold",) and "ratio" not in key else number
-    if key in BOOLEANS and not isinstance(value, bool):
-        raise ConfigError("%s must be true or false, got %r" % (key, value))
-    if key in STRINGS and not (isinstance(value, str) and value):
-        raise ConfigError("%s must be a non-empty string, got %r" % (key, value))
-    if key in OPTIONAL_STRINGS and value is not None and not isinstance(value, str):
-        raise ConfigError("%s must be a string or null, got %r" % (key, value))
-    return value
+# The shape of each setting (host_program.checked).
+SHAPES = {
+    "project_dir": "string", "compose_project": "string?", "docker": "string", "docker_timeout": "positive",
+    "host": "string?", "relay_threshold": "ratio", "relay_max_memory_bytes": "number?",
+    "warning_ratio": "ratio", "critical_ratio": "ratio", "service_warning_ratio": "ratio",
+    "trend_window_seconds": "number", "trend_min_samples": "number", "trend_horizon_seconds": "number",
+    "trend_warning_seconds": "number", "growth_min_bytes": "number", "resend_interval_seconds": "number",
+    "state_file": "string", "journal": "bool", "journal_summary": "bool", "metrics_file": "string?",
+    "webhook_url_file": "string?", "webhook_format": "string", "webhook_timeout": "positive",
+}
 
 
 def make_config(given):
-    if not isinstance(given, dict):
-        raise ConfigError("it must hold a JSON object, got %s" % type(given).__name__)
-    # Keys starting with "_" are comments (JSON has none).
-    given = dict((k, v) for k, v in given.items() if not k.startswith("_"))
-    unknown = sorted(set(given) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
-    config = dict(DEFAULTS)
-    config.update(given)
-    for key in list(config):
-        config[key] = _typed(key, config[key])
-    if not 0 < config["relay_threshold"] <= 1:
-        raise ConfigError("relay_threshold must be in (0, 1], got %s" % config["relay_threshold"])
+    config = hp.make_config(given, DEFAULTS, SHAPES)
     if not 0 < config["warning_ratio"] < config["critical_ratio"] <= config["relay_threshold"]:
         raise ConfigError("need 0 < warning_ratio < critical_ratio <= relay_threshold, got %s, %s, %s"
                           % (config["warning_ratio"], config["critical_ratio"], config["relay_threshold"]))
-    if not 0 < config["service_warning_ratio"] <= 1:
-        raise ConfigError("service_warning_ratio must be in (0, 1], got %s" % config["service_warning_ratio"])
     if config["webhook_format"] not in ("json", "slack"):
         raise ConfigError("webhook_format must be json or slack, got %s" % config["webhook_format"])
     if config["trend_min_samples"] < 3:
@@ -150,21 +115,11 @@ def make_config(given):
 
 # --- sampling --------------------------------------------------------------
 
-def run_argv(argv, timeout=30):
-    """Run a command (argv list, no shell); (rc, stdout, stderr) as module.run_command gives."""
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 127, "", str(exc)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
 def sample(config, now, root="/", run=None, which=shutil.which):
     """One reading of the host: Relay's figure, RAM, swap, PSI, OOM kills, containers."""
     if run is None:
         def run(argv):
-            return run_argv(argv, config["docker_timeout"])
+            return hp.run_command(argv, config["docker_timeout"])
     notes = []
     docker = which(config["docker"])
     if docker is None:
@@ -484,23 +439,6 @@ def clear_events(state, channel):
 
 # --- outputs ---------------------------------------------------------------
 
-class Journal:
-    """Lines with sd-daemon "<N>" priority prefixes when stdout is the journal."""
-
-    def __init__(self, stream=None, systemd=None):
-        self.stream = stream or sys.stdout
-        self.systemd = bool(os.environ.get("JOURNAL_STREAM")) if systemd is None else systemd
-
-    def log(self, level, text):
-        priority = PRIORITY[level]
-        if self.systemd:
-            line = "<%d>%s" % (priority, text)
-        else:
-            line = "%s: %s" % (level, text)
-        self.stream.write(line.replace("\n", " ") + "\n")
-        self.stream.flush()
-
-
 def metric_labels(labels):
     if not labels:
         return ""
@@ -589,25 +527,6 @@ def render_metrics(sample_, levels, trend, growth, alerts):
           [(labels(c), growth_by_name.get(c["name"])) for c in containers])
     m.add(p + "check_timestamp_seconds", "gauge", "When this check ran.", [({}, float(sample_["time"]))])
     return m.text()
-
-
-def write_atomic(path, text, mode=0o644):
-    """Write beside the target and rename, so a reader never sees half a file."""
-    directory = os.path.dirname(path) or "."
-    handle = tempfile.NamedTemporaryFile("w", dir=directory, prefix="." + os.path.basename(path) + ".", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, mode)
-        os.rename(handle.name, path)
-    except BaseException:
-        try:
-            os.unlink(handle.name)
-        except OSError:
-            pass
-        raise
 
 
 def webhook_body(fmt, host, notifications, events, sample_, trend):

@@ -6,8 +6,8 @@
 
 Installed by the sentry_selfhosted.memory.restart_timer role in
 /usr/local/libexec/sentry-selfhosted-memory/ beside copies of the collection's
-host_memory.py and sentry_compose.py, so the figures and the restart are the
-collection's own. Standard library only; Ansible need not be on the host. Every decision is
+host_memory.py, sentry_compose.py and host_program.py, so the figures, the
+restart and the plumbing (commands, journal, configuration) are the collection's own. Standard library only; Ansible need not be on the host. Every decision is
 logged to the journal (stdout, with a syslog priority prefix) with its figures.
 
 Exit status: 0 restarted, not needed, or stood aside; 1 the restart failed or
@@ -23,7 +23,6 @@ __metaclass__ = type
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -31,6 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import host_memory as hm  # noqa: E402 pylint: disable=wrong-import-position,import-error
+import host_program as hp  # noqa: E402 pylint: disable=wrong-import-position,import-error
 import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,import-error
 
 MODES = ("always", "memory", "unhealthy")
@@ -51,68 +51,29 @@ DEFAULTS = {
     "docker": "docker",
 }
 
-# sd-daemon(3) priority prefixes, read by journald from a service's stdout.
-ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
+# The shape of each setting (host_program.checked).
+SHAPES = {
+    "project_dir": "string", "services": "strings", "full_stack": "bool", "modes": "strings",
+    "memory_threshold": "ratio", "relay_threshold": "ratio?", "reload_nginx": "bool",
+    "ready_timeout": "positive", "max_restarts": "positive", "rate_window": "positive",
+    "state_file": "string", "lock_path": "string", "docker": "string",
+}
 EXIT_OK, EXIT_FAILED, EXIT_NOT_MEMORY, EXIT_RATE_LIMIT = 0, 1, 3, 4
+# A compose command of the restart (a full stack's restart included) ends well within this.
+COMMAND_TIMEOUT = 900
+ConfigError = hp.ConfigError
 
 
-def log(priority, message):
-    print("<%d>%s" % (priority, message))
-    sys.stdout.flush()
+def log(level, message):
+    hp.Journal().log(level, message)
 
 
 def run(argv):
-    try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    except OSError as exc:
-        # No docker CLI on the unit's PATH (snap Docker, for one): a clear line, not a traceback.
-        return 127, "", "cannot run %s: %s" % (argv[0], exc)
-    out, err = proc.communicate()
-    return proc.returncode, out, err
-
-
-class ConfigError(Exception):
-    """The configuration is missing or of the wrong shape."""
-
-
-def _number(config, key, kind):
-    value = config[key]
-    if isinstance(value, bool):
-        raise ConfigError("%s must be a number, got %r" % (key, value))
-    try:
-        return kind(value)  # older ansible-core may write numbers as strings
-    except (TypeError, ValueError):
-        raise ConfigError("%s must be a number, got %r" % (key, value))
+    return hp.run_command(argv, COMMAND_TIMEOUT)
 
 
 def load_config(path):
-    try:
-        with open(path, "rb") as handle:
-            given = json.loads(handle.read().decode("utf-8"))
-    except (IOError, OSError, ValueError) as exc:
-        raise ConfigError("cannot read it: %s" % exc)
-    if not isinstance(given, dict):
-        raise ConfigError("it must hold a JSON object, got %s" % type(given).__name__)
-    config = dict(DEFAULTS, **given)
-    if config["relay_threshold"] in ("", "None", "null"):
-        config["relay_threshold"] = None  # ansible-core before 2.19 writes a templated null as a string
-    for key in ("memory_threshold",) + (("relay_threshold",) if config["relay_threshold"] is not None else ()):
-        config[key] = _number(config, key, float)
-        if not 0 < config[key] <= 1:
-            raise ConfigError("%s must be in (0, 1], got %s" % (key, config[key]))
-    for key in ("ready_timeout", "max_restarts", "rate_window"):
-        config[key] = _number(config, key, int)
-        if config[key] <= 0:
-            raise ConfigError("%s must be positive, got %s" % (key, config[key]))
-    for key in ("full_stack", "reload_nginx"):
-        config[key] = config[key] in (True, "True", "true", 1, "1")
-    for key in ("project_dir", "state_file", "lock_path", "docker"):
-        if not isinstance(config[key], str) or not config[key]:
-            raise ConfigError("%s must be a non-empty string, got %r" % (key, config[key]))
-    for key in ("modes", "services"):
-        if not isinstance(config[key], list) or not all(isinstance(v, str) for v in config[key]):
-            # A string would be taken letter by letter.
-            raise ConfigError("%s must be a list of strings, got %r" % (key, config[key]))
+    config = hp.make_config(hp.read_json(path), DEFAULTS, SHAPES)
     unknown = [m for m in config["modes"] if m not in MODES]
     if unknown or not config["modes"]:
         raise ConfigError("modes must be a non-empty subset of %s, got %s" % (", ".join(MODES), config["modes"]))
@@ -177,20 +138,16 @@ def recent_restarts(state_file, window, now):
 
 
 def record_restarts(state_file, stamps):
-    """Write the record beside the target and rename it, in a directory only root can change."""
-    tmp = state_file + ".tmp"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    with os.fdopen(sc.open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as handle:
-        json.dump(stamps, handle)
-    os.rename(tmp, state_file)
+    """Write the record atomically, in a directory only root can change."""
+    sc.private_directory(os.path.dirname(state_file))
+    hp.write_atomic(state_file, json.dumps(stamps), 0o600)
 
 
 def relay_figure(config, root, threshold):
     """Relay's figure from the collection's one Relay view; its notes go to the journal."""
     figure = hm.relay_figure(config["project_dir"], root, run, config["docker"], threshold=threshold)
     for note in figure["notes"]:
-        log(WARNING, note)
+        log("warning", note)
     return figure["relay"]
 
 
@@ -201,25 +158,25 @@ def main(argv=None, root="/"):
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        log(ERR, "cannot use %s: %s" % (args.config, exc))
+        log("error", "cannot use %s: %s" % (args.config, exc))
         return EXIT_FAILED
     project_dir = config["project_dir"]
     if not sc.is_selfhosted_checkout(project_dir):
-        log(ERR, "%s is not a self-hosted checkout (docker-compose.yml, .env and relay/ expected)" % project_dir)
+        log("error", "%s is not a self-hosted checkout (docker-compose.yml, .env and relay/ expected)" % project_dir)
         return EXIT_FAILED
     lock = sc.RestartLock(config["lock_path"])
     try:
         acquired = lock.acquire(wait=0)
     except sc.UnsafePathError as exc:
-        log(ERR, "not restarting: %s" % exc)
+        log("error", "not restarting: %s" % exc)
         return EXIT_FAILED
     if not acquired:
-        log(NOTICE, "another restart holds %s: standing aside" % config["lock_path"])
+        log("notice", "another restart holds %s: standing aside" % config["lock_path"])
         return EXIT_OK
     try:
         return restart_when_due(config, root)
     except (sc.ComposeError, hm.MemoryReadError, sc.UnsafePathError, OSError) as exc:
-        log(ERR, "restart failed: %s" % exc)
+        log("error", "restart failed: %s" % exc)
         return EXIT_FAILED
     finally:
         lock.release()
@@ -229,15 +186,15 @@ def restart_when_due(config, root):
     notes = []
     release = hm.relay_release(hm.checkout_env(config["project_dir"], notes))
     for note in notes:
-        log(WARNING, note)
+        log("warning", note)
     compose = sc.SentryCompose(config["project_dir"], run, config["docker"])
     compose.version()
-    restarter = sc.RelayRestart(compose, release, log=lambda message: log(INFO, message))
+    restarter = sc.RelayRestart(compose, release, log=lambda message: log("info", message))
     running = restarter.running_services()
     services = running if config["full_stack"] else config["services"]
     reason = restarter.stand_aside_reason(services, running, root)
     if reason:
-        log(NOTICE, "standing aside: %s" % reason)
+        log("notice", "standing aside: %s" % reason)
         return EXIT_OK
     modes = config["modes"]
     memory_view = ready = relay_view = None
@@ -246,13 +203,13 @@ def restart_when_due(config, root):
             memory_view = relay_figure(config, root, config["memory_threshold"])
         if "unhealthy" in modes:
             ready, detail = restarter.probe()
-            log(INFO, "readiness probe: %s" % ("ready" if ready else "not ready: %s" % detail))
+            log("info", "readiness probe: %s" % ("ready" if ready else "not ready: %s" % detail))
             if not ready:
                 # Relay's own threshold (relay/config.yml), unless the configuration names one.
                 relay_view = relay_figure(config, root, config["relay_threshold"])
     restart, status, why = decide(modes, memory_view, ready, relay_view)
     if not restart:
-        log(ERR if status else INFO, why)
+        log("error" if status else "info", why)
         return status
     now = time.time()
     try:
@@ -260,24 +217,24 @@ def restart_when_due(config, root):
     except DamagedRecord as exc:
         # A damaged record must not reset the rate limit: it counts as a full
         # window of restarts, rewritten so that the limit lifts when the window ends.
-        log(ERR, "the restart record %s is damaged (%s): counted as %d restarts now; not restarting although %s"
+        log("error", "the restart record %s is damaged (%s): counted as %d restarts now; not restarting although %s"
             % (config["state_file"], exc, config["max_restarts"], why))
         if os.path.lexists(config["state_file"]) and not os.path.isdir(config["state_file"]):
             os.unlink(config["state_file"])
         record_restarts(config["state_file"], [now] * config["max_restarts"])
         return EXIT_RATE_LIMIT
     if len(stamps) >= config["max_restarts"]:
-        log(ERR, "restart rate limit reached: %d restarts in the last %d s (max %d); not restarting although %s"
+        log("error", "restart rate limit reached: %d restarts in the last %d s (max %d); not restarting although %s"
             % (len(stamps), config["rate_window"], config["max_restarts"], why))
         return EXIT_RATE_LIMIT
-    log(NOTICE, "restarting: %s" % why)
+    log("notice", "restarting: %s" % why)
     steps = restarter.plan(services, running, config["reload_nginx"], wait_ready=True)
     record_restarts(config["state_file"], stamps + [now])
     done, ready = restarter.execute(steps, config["ready_timeout"])
     if ready is False:
-        log(ERR, "Relay is not ready %d s after: %s" % (config["ready_timeout"], ", ".join(done)))
+        log("error", "Relay is not ready %d s after: %s" % (config["ready_timeout"], ", ".join(done)))
         return EXIT_FAILED
-    log(NOTICE, "done: %s" % ", ".join(done))
+    log("notice", "done: %s" % ", ".join(done))
     return EXIT_OK
 
 

@@ -105,6 +105,12 @@ def host_tree(root, relay_anon, limit=None, mode="v2", pid=4242):
             handle.write(text + "\n")
 
 
+@pytest.fixture(autouse=True)
+def under_systemd(monkeypatch):
+    """The program runs as a unit, whose stdout is the journal: lines carry "<N>" priorities."""
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+
+
 @pytest.fixture
 def host(tmp_path, monkeypatch):
     checkout = tmp_path / "sentry"

@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright: sentry_selfhosted.memory contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every program the collection runs on hosts needs: commands with a time limit, journal lines, a
+configuration whose shape is checked, and atomic writes.
+
+Standard library only, without Ansible: tasks/host_program.yml copies this
+file beside the programs (sentry_relay_restart.py, sentry_memory_alerts.py),
+which import it as ``host_program``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+# syslog priorities, written as sd-daemon "<N>" prefixes that journald reads from a unit's stdout.
+PRIORITY = {"critical": 2, "error": 3, "warning": 4, "ok": 5, "notice": 5, "info": 6}
+# run_command's status when the command could not start, or did not end in time (as timeout(1) says).
+NOT_RUN, TIMED_OUT = 127, 124
+
+
+def run_command(argv, timeout=60):
+    """Run an argv list (never a shell) for at most ``timeout`` seconds: (rc, stdout, stderr), as module.run_command gives.
+
+    A command that cannot start (no docker CLI on a unit's PATH) or does not
+    end in time is an answer with its reason in stderr, not an exception.
+    """
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return TIMED_OUT, "", "%s did not end within %s s" % (" ".join(argv[:3]), timeout)
+    except OSError as exc:
+        return NOT_RUN, "", "cannot run %s: %s" % (argv[0], exc)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class Journal:
+    """One line per message: with a "<N>" priority prefix under systemd (JOURNAL_STREAM set), "level: text" otherwise."""
+
+    def __init__(self, stream=None, systemd=None):
+        self.stream = stream or sys.stdout
+        self.systemd = bool(os.environ.get("JOURNAL_STREAM")) if systemd is None else systemd
+
+    def log(self, level, text):
+        line = "<%d>%s" % (PRIORITY[level], text) if self.systemd else "%s: %s" % (level, text)
+        self.stream.write(line.replace("\n", " ") + "\n")
+        self.stream.flush()
+
+
+class ConfigError(Exception):
+    """The configuration cannot be read, or a value has the wrong shape."""
+
+
+# ansible-core before 2.19 writes a templated null into JSON as a string.
+_NULLS = (None, "", "None", "null")
+
+
+def _number(key, value):
+    if isinstance(value, bool):
+        raise ConfigError("%s must be a number, got %r" % (key, value))
+    try:
+        number = float(value)  # older ansible-core may write numbers as strings
+    except (TypeError, ValueError):
+        raise ConfigError("%s must be a number, got %r" % (key, value))
+    return int(number) if number == int(number) else number
+
+
+def checked(key, kind, value):
+    """``value`` in the shape ``kind`` names, or ConfigError saying why not.
+
+    Kinds: number (int when whole), ratio (in (0, 1]), positive (a number
+    above 0), bool, string (non-empty), strings (a list of strings); a
+    trailing "?" also allows null.
+    """
+    if kind.endswith("?"):
+        if value in _NULLS:
+            return None
+        kind = kind[:-1]
+    if kind in ("number", "ratio", "positive"):
+        number = _number(key, value)
+        if kind == "ratio" and not 0 < number <= 1:
+            raise ConfigError("%s must be in (0, 1], got %s" % (key, number))
+        if kind == "positive" and number <= 0:
+            raise ConfigError("%s must be positive, got %s" % (key, number))
+        return float(number) if kind == "ratio" else number
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):  # older ansible-core writes templated booleans as strings
+            return str(value).lower() == "true"
+        raise ConfigError("%s must be true or false, got %r" % (key, value))
+    if kind == "string":
+        if not isinstance(value, str) or not value:
+            raise ConfigError("%s must be a non-empty string, got %r" % (key, value))
+        return value
+    if kind == "strings":
+        # A string would be taken letter by letter.
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError("%s must be a list of strings, got %r" % (key, value))
+        return value
+    raise ValueError("no shape %r" % kind)
+
+
+def make_config(given, defaults, shapes):
+    """The defaults with ``given`` over them, every value checked against ``shapes`` ({key: kind}).
+
+    Keys that start with "_" are comments (JSON has none); any other key the
+    defaults do not know is refused, as a misspelt setting would be ignored.
+    """
+    if not isinstance(given, dict):
+        raise ConfigError("it must hold a JSON object, got %s" % type(given).__name__)
+    given = dict((k, v) for k, v in given.items() if not k.startswith("_"))
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
+    config = dict(defaults)
+    config.update(given)
+    for key, kind in shapes.items():
+        config[key] = checked(key, kind, config[key])
+    return config
+
+
+def read_json(path):
+    """A JSON file's value; ConfigError when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (IOError, OSError, ValueError) as exc:
+        raise ConfigError("cannot read it: %s" % exc)
+
+
+def replace_file(path, data, mode, owner=None):
+    """Replace ``path`` with the bytes ``data``: staged beside it, flushed to disk, given ``mode`` (and ``owner``,
+    a (uid, gid) pair) and renamed over it, then the directory synced. A reader never sees half a file and the
+    staged file never outlives a failure. The one atomic write of the collection (managed_file builds on it)."""
+    directory = os.path.dirname(path) or "."
+    handle, staged = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(staged, mode)
+        if owner is not None and tuple(owner) != (os.getuid(), os.getgid()):
+            os.chown(staged, owner[0], owner[1])
+        os.rename(staged, path)
+    except BaseException:
+        if os.path.exists(staged):
+            os.unlink(staged)
+        raise
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, text, mode=0o644):
+    """Replace a file of the program's own (state, metrics) with ``text`` and ``mode``."""
+    replace_file(path, text.encode("utf-8"), mode)
