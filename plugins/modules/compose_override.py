@@ -44,6 +44,8 @@ description:
     checkout with the new override, and the merged result is compared with the
     old one, so that only the managed keys differ; otherwise the task fails and
     the old file stays.
+extends_documentation_fragment:
+  - sentry_selfhosted.memory.docker_cli
 options:
   project_dir:
     description: The self-hosted checkout.
@@ -82,10 +84,6 @@ options:
         what the plan says is left as it is, theirs.
     type: bool
     default: false
-  docker:
-    description: The Docker CLI (Compose v2 runs as its C(compose) plugin).
-    type: str
-    default: docker
 attributes:
   check_mode:
     description: Validates and reports what would change; writes and restarts nothing.

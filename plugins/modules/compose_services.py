@@ -27,15 +27,13 @@ description:
     and line; entries the collection wrote for such services are listed in
     RV(stale_services).
   - Writes nothing, on the host or in the checkout.
+extends_documentation_fragment:
+  - sentry_selfhosted.memory.docker_cli
 options:
   project_dir:
     description: The self-hosted checkout.
     type: path
     default: /opt/sentry
-  docker:
-    description: The Docker CLI (Compose v2 runs as its C(compose) plugin).
-    type: str
-    default: docker
 attributes:
   check_mode:
     description: Reads the same in check mode.

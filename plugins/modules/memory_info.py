@@ -25,6 +25,8 @@ description:
   - Uses psutil for the host's RAM and swap figures when it is importable on
     the host, otherwise reads C(/proc); both give the same figures. cgroup and
     swap-area data always come from the kernel's files.
+extends_documentation_fragment:
+  - sentry_selfhosted.memory.docker_cli
 options:
   relay_threshold:
     description:
@@ -48,7 +50,7 @@ options:
   containers:
     description:
       - Whether to list the compose project's containers with their memory.
-      - When not given, on when a C(docker) CLI is on the PATH, off otherwise.
+      - When not given, on when the O(docker) CLI is found, off otherwise.
     type: bool
   compose_project:
     description:
@@ -230,13 +232,13 @@ class MemoryInfo:
     def want_containers(self):
         if self.params["containers"] is not None:
             return self.params["containers"]
-        return self.module.get_bin_path("docker") is not None
+        return self.module.get_bin_path(self.params["docker"]) is not None
 
     def containers(self, mode):
         if not self.want_containers():
-            self.notes.append("containers were not listed (no docker CLI on the PATH)")
+            self.notes.append("containers were not listed (no docker CLI %s on the PATH)" % self.params["docker"])
             return []
-        docker = self.module.get_bin_path("docker", required=self.params["containers"] is True)
+        docker = self.module.get_bin_path(self.params["docker"], required=self.params["containers"] is True)
         if docker is None:
             return []
         project = self.params["compose_project"]
@@ -303,6 +305,7 @@ def main():
             compose_project=dict(type="str", default=hm.DEFAULT_COMPOSE_PROJECT),
             backend=dict(type="str", default="auto", choices=["auto", "psutil", "procfs"]),
             top_processes=dict(type="int", default=5),
+            docker=dict(type="str", default="docker"),
         ),
         supports_check_mode=True,
     )

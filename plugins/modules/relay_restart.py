@@ -30,6 +30,8 @@ description:
     the checkout, nothing is done and RV(stood_aside) says why.
   - Holds the host-wide restart lock shared with the restart_timer role's
     timer, so two restarts never overlap.
+extends_documentation_fragment:
+  - sentry_selfhosted.memory.docker_cli
 options:
   project_dir:
     description:
@@ -66,7 +68,7 @@ attributes:
     description: Restarts have no file content to diff.
     support: none
 notes:
-  - Needs the C(docker) CLI with Compose v2 on the host.
+  - Needs the O(docker) CLI with Compose v2 on the host.
   - Fails when Relay is not ready by O(timeout); the services were restarted.
   - The role C(sentry_selfhosted.memory.restart_timer) runs the same action on a
     schedule, or only when memory or readiness says so.
@@ -133,7 +135,7 @@ class RelayRestartModule:
             self.module.fail_json(msg="timeout must be at least 1 second, got %s" % params["timeout"])
         if not sc.is_selfhosted_checkout(project_dir):
             self.module.fail_json(msg="%s is not a self-hosted checkout (docker-compose.yml, .env and relay/ expected)" % project_dir)
-        docker = self.module.get_bin_path("docker", required=True)
+        docker = self.module.get_bin_path(self.params["docker"], required=True)
         release = hm.relay_release(hm.checkout_env(project_dir))
         compose = sc.SentryCompose(project_dir, self.module.run_command, docker)
         restarter = sc.RelayRestart(compose, release, log=self.module.debug)
@@ -174,6 +176,7 @@ def main():
             reload_nginx=dict(type="bool", default=True),
             wait_ready=dict(type="bool", default=True),
             timeout=dict(type="int", default=120),
+            docker=dict(type="str", default="docker"),
         ),
         supports_check_mode=True,
     )

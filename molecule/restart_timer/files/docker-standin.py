@@ -9,6 +9,12 @@ default /etc/docker-standin) and answers from files there:
 
   compose version --short         2.40.3
   compose ... config --format json  config.json (real `docker compose config` output of the fixture)
+
+except that, when the file real-cli there names a real docker CLI with the
+Compose v2 plugin, every `compose config` and `compose version` call is handed
+to it (the site scenarios: one docker CLI for every role, and the merged
+override still validated by the real Compose).
+The answers:
   compose ... ps --status running --services  the lines of running
   ps -q ... / inspect IDS          containers.json (docker inspect's shape)
   anything else                    succeeds with no output
@@ -53,6 +59,9 @@ def main(argv):
     if fail and fail in " ".join(words):
         sys.stderr.write("docker stand-in: failing %r as asked\n" % " ".join(words))
         return 1
+    real = read("real-cli").strip()
+    if real and words[:1] == ["compose"] and words[1:2] in (["config"], ["version"]):
+        os.execv(real, [real] + argv)
     containers = json.loads(read("containers.json", "[]"))
     if words[:3] == ["compose", "version", "--short"]:
         print("2.40.3")

@@ -30,7 +30,8 @@ class FakeModule:
 
     def __init__(self, docker=True, ps="bbbb\n", inspect=None, **params):
         self.params = dict(relay_threshold=None, relay_max_memory_bytes=None, project_dir="/nonexistent",
-                           containers=None, compose_project="sentry-self-hosted", backend="procfs", top_processes=3)
+                           containers=None, compose_project="sentry-self-hosted", backend="procfs", top_processes=3,
+                           docker="docker")
         self.params.update(params)
         self.docker = docker
         self.ps = ps
@@ -38,7 +39,9 @@ class FakeModule:
         self.commands = []
 
     def get_bin_path(self, name, required=False):
-        return "/usr/bin/docker" if self.docker else None
+        if not self.docker:
+            return None
+        return name if name.startswith("/") else "/usr/bin/" + name
 
     def run_command(self, argv):
         self.commands.append(argv)
@@ -169,3 +172,10 @@ def test_main_reports_this_machine():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result["changed"] is False
     assert result["ram"]["total"] > 0 and result["relay"]["total"] == result["ram"]["total"]
+
+
+def test_containers_are_listed_with_the_docker_cli_it_is_given(tmp_path):
+    module = FakeModule(project_dir=checkout(tmp_path))
+    module.params["docker"] = "/opt/docker-ce/bin/docker"
+    memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited")).gather()
+    assert module.commands and {argv[0] for argv in module.commands} == {"/opt/docker-ce/bin/docker"}
