@@ -45,12 +45,8 @@ description:
     old one, so that only the managed keys differ; otherwise the task fails and
     the old file stays.
 extends_documentation_fragment:
-  - sentry_selfhosted.memory.docker_cli
+  - sentry_selfhosted.memory.checkout
 options:
-  project_dir:
-    description: The self-hosted checkout.
-    type: path
-    default: /opt/sentry
   plan:
     description:
       - A result of the memory_budget filter. Every service of the active

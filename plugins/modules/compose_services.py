@@ -28,12 +28,7 @@ description:
     RV(stale_services).
   - Writes nothing, on the host or in the checkout.
 extends_documentation_fragment:
-  - sentry_selfhosted.memory.docker_cli
-options:
-  project_dir:
-    description: The self-hosted checkout.
-    type: path
-    default: /opt/sentry
+  - sentry_selfhosted.memory.checkout
 attributes:
   check_mode:
     description: Reads the same in check mode.

@@ -26,7 +26,7 @@ description:
     the host, otherwise reads C(/proc); both give the same figures. cgroup and
     swap-area data always come from the kernel's files.
 extends_documentation_fragment:
-  - sentry_selfhosted.memory.docker_cli
+  - sentry_selfhosted.memory.checkout
 options:
   relay_threshold:
     description:

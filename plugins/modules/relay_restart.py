@@ -31,7 +31,7 @@ description:
   - Holds the host-wide restart lock shared with the restart_timer role's
     timer, so two restarts never overlap.
 extends_documentation_fragment:
-  - sentry_selfhosted.memory.docker_cli
+  - sentry_selfhosted.memory.checkout
 options:
   project_dir:
     description:

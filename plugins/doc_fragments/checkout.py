@@ -9,9 +9,14 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The one docker option of the modules; roles and playbooks pass sentry_selfhosted_docker to it.
+    # The checkout and the Docker CLI, as every module that reads a checkout takes them (a module may say more of
+    # project_dir in its own options); roles and playbooks pass sentry_selfhosted_dir and sentry_selfhosted_docker.
     DOCUMENTATION = r"""
 options:
+  project_dir:
+    description: The self-hosted checkout.
+    type: path
+    default: /opt/sentry
   docker:
     description:
       - The Docker CLI on the host, a name on the PATH or a path; Compose v2 runs as its C(compose) plugin.
