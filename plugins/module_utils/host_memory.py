@@ -516,6 +516,11 @@ def relay_config_threshold(project_dir, notes=None):
         return DEFAULT_RELAY_THRESHOLD, "Relay's default"
 
 
+def compose_project_name(env, given=None):
+    """The checkout's compose project: ``given``, else COMPOSE_PROJECT_NAME of its .env files, else upstream's name."""
+    return given or env.get("COMPOSE_PROJECT_NAME") or DEFAULT_COMPOSE_PROJECT
+
+
 def relay_figure(project_dir, root="/", run=None, docker="docker", threshold=None, max_bytes=None,
                  compose_project=None, meminfo=None, containers=None):
     """Relay's memory figure on this host, as Relay computes it, and what it rests on.
@@ -548,7 +553,7 @@ def relay_figure(project_dir, root="/", run=None, docker="docker", threshold=Non
         source = "option"
     if not 0 < threshold <= 1:
         raise MemoryReadError("relay threshold %s (from %s) is outside (0, 1]" % (threshold, source))
-    project = compose_project or env.get("COMPOSE_PROJECT_NAME") or DEFAULT_COMPOSE_PROJECT
+    project = compose_project_name(env, compose_project)
     meminfo = read_meminfo(root) if meminfo is None else meminfo
     mode = cgroup_mode(root)
     listed = containers is not None

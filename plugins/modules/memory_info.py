@@ -54,9 +54,9 @@ options:
     type: bool
   compose_project:
     description:
-      - The compose project name (C(COMPOSE_PROJECT_NAME)).
+      - The compose project name.
+      - When not given, C(COMPOSE_PROJECT_NAME) of the checkout's C(.env) and C(.env.custom), else C(sentry-self-hosted).
     type: str
-    default: sentry-self-hosted
   backend:
     description:
       - Where the host's RAM and swap figures come from.
@@ -241,7 +241,7 @@ class MemoryInfo:
         docker = self.module.get_bin_path(self.params["docker"], required=self.params["containers"] is True)
         if docker is None:
             return []
-        project = self.params["compose_project"]
+        project = hm.compose_project_name(hm.checkout_env(self.params["project_dir"], []), self.params["compose_project"])
         try:
             found = hm.list_compose_containers(self.module.run_command, project, docker)
         except hm.MemoryReadError as exc:
@@ -302,7 +302,7 @@ def main():
             relay_max_memory_bytes=dict(type="int"),
             project_dir=dict(type="path", default="/opt/sentry"),
             containers=dict(type="bool"),
-            compose_project=dict(type="str", default=hm.DEFAULT_COMPOSE_PROJECT),
+            compose_project=dict(type="str"),
             backend=dict(type="str", default="auto", choices=["auto", "psutil", "procfs"]),
             top_processes=dict(type="int", default=5),
             docker=dict(type="str", default="docker"),

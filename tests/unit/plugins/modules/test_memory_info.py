@@ -30,7 +30,7 @@ class FakeModule:
 
     def __init__(self, docker=True, ps="bbbb\n", inspect=None, **params):
         self.params = dict(relay_threshold=None, relay_max_memory_bytes=None, project_dir="/nonexistent",
-                           containers=None, compose_project="sentry-self-hosted", backend="procfs", top_processes=3,
+                           containers=None, compose_project=None, backend="procfs", top_processes=3,
                            docker="docker")
         self.params.update(params)
         self.docker = docker
@@ -179,3 +179,18 @@ def test_containers_are_listed_with_the_docker_cli_it_is_given(tmp_path):
     module.params["docker"] = "/opt/docker-ce/bin/docker"
     memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited")).gather()
     assert module.commands and {argv[0] for argv in module.commands} == {"/opt/docker-ce/bin/docker"}
+
+
+@pytest.mark.parametrize("env_line, given, project", [
+    ("COMPOSE_PROJECT_NAME=acme-sentry\n", None, "acme-sentry"),
+    ("", None, "sentry-self-hosted"),
+    ("COMPOSE_PROJECT_NAME=acme-sentry\n", "other", "other"),
+])
+def test_the_compose_project_comes_from_the_checkout_as_in_the_relay_view(tmp_path, env_line, given, project):
+    path = checkout(tmp_path)
+    with open(os.path.join(path, ".env"), "a") as handle:
+        handle.write(env_line)
+    module = FakeModule(project_dir=path, compose_project=given)
+    result = memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited")).gather()
+    assert module.commands[0][-1] == "label=com.docker.compose.project=%s" % project
+    assert result["relay"]["measures"] == "cgroup"
