@@ -39,7 +39,7 @@ SPEC = importlib.util.spec_from_file_location(
     "sentry_memory_alerts", os.path.join(REPO, "roles", "memory_alerts", "files", "sentry_memory_alerts.py"))
 alerts = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(alerts)
-MIB = 1024 ** 2
+MIB = alerts.MIB
 
 
 def write(path, text):

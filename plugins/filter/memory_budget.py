@@ -18,7 +18,7 @@ import math
 
 from ansible.errors import AnsibleFilterError
 
-MIB = 1024 * 1024
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB
 
 
 def _r(usual, min, max, weight, swap, per_worker=0):  # pylint: disable=redefined-builtin

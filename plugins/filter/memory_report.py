@@ -15,6 +15,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import (
     GIB,
+    human_bytes as human,
     recommended_swap_bytes,
 )
 
@@ -22,19 +23,6 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memo
 LOW_SWAPPINESS = 10
 # Memory MemAvailable does not count, worth naming once it is this share of RAM.
 HIDDEN_MEMORY_SHARE = 0.05
-
-
-def human(size):
-    if size is None:
-        return "none"
-    size = float(size)
-    sign = "-" if size < 0 else ""
-    size = abs(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return "%s%.1f %s" % (sign, size, unit) if unit != "B" else "%s%d B" % (sign, size)
-        size /= 1024.0
-    return "%s%.1f TiB" % (sign, size)
 
 
 def _require(result):

@@ -27,6 +27,28 @@ CGROUP_V1_UNLIMITED = 0x7FFFFFFFFFFFF000
 RELAY_READY_PATH = "/api/relay/healthcheck/ready/"
 DEFAULT_COMPOSE_PROJECT = "sentry-self-hosted"
 DEFAULT_RELAY_THRESHOLD = 0.95
+# The collection's units of memory (every module, filter and host program takes them from here).
+MIB = 1024 ** 2
+GIB = 1024 ** 3
+
+
+def human_bytes(size):
+    """A size for people, the collection's one formatter: "512 B", "64.0 MiB", "-1.5 GiB"; "none" for None.
+
+    The human_bytes filter, the modules' messages and the alerts program all use it.
+    """
+    if size is None:
+        return "none"
+    size = float(size)
+    sign = "-" if size < 0 else ""
+    size = abs(size)
+    if size < 1024:
+        return "%s%d B" % (sign, size)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024.0
+        if size < 1024:
+            return "%s%.1f %s" % (sign, size, unit)
+    return "%s%.1f TiB" % (sign, size / 1024.0)
 
 
 class MemoryReadError(Exception):
@@ -662,8 +684,6 @@ def top_processes(root="/", count=5, leave_out=None):
 
 
 # --- sizing rules shared by the report and the roles ------------------------
-
-GIB = 1024 ** 3
 
 
 def recommended_swap_bytes(ram_total):

@@ -34,8 +34,7 @@ import time
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
 
-MIB = 1024 ** 2
-GIB = 1024 ** 3
+MIB, GIB = hm.MIB, hm.GIB
 
 # mkswap refuses a swap area of fewer than 10 pages.
 MKSWAP_MIN_PAGES = 10
@@ -136,11 +135,7 @@ def check_size(size, page_size, original=None):
     return size
 
 
-def human(size):
-    for unit, factor in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
-        if size >= factor:
-            return "%.2f %s" % (size / float(factor), unit)
-    return "%d B" % size
+human = hm.human_bytes
 
 
 # --- the safety arithmetic -------------------------------------------------

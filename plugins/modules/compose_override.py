@@ -188,10 +188,9 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_c
     limit_key,
     service_config,
 )
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import ComposeError, SentryCompose
-
-MIB = 1024 * 1024
 
 
 def _plan_problems(plan):

@@ -189,7 +189,7 @@ changes:
   returned: always
   type: list
   elements: str
-  sample: ["activated a standby file while /swapfile was switched off", "rebuilt (4.00 GiB -> 8.00 GiB)", "activated"]
+  sample: ["activated a standby file while /swapfile was switched off", "rebuilt (4.0 GiB -> 8.0 GiB)", "activated"]
 blocked:
   description:
     - Why swap cannot act on this host (inside a container without O(allow_in_container), or without

@@ -43,7 +43,7 @@ import host_program as hp  # noqa: E402 pylint: disable=wrong-import-position,im
 import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,import-error
 
 LEVELS = ("ok", "warning", "critical")
-MIB = 1024 ** 2
+MIB = hm.MIB
 
 DEFAULTS = {
     "project_dir": "/opt/sentry",
@@ -260,13 +260,7 @@ def record(history, sample_, now, config):
 
 # --- words -----------------------------------------------------------------
 
-def human(size):
-    size = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024:
-            return "%d B" % size if unit == "B" else "%.1f %s" % (size, unit)
-        size /= 1024.0
-    return "%.1f TiB" % size
+human = hm.human_bytes
 
 
 def human_duration(seconds):

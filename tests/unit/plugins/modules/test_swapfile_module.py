@@ -74,5 +74,5 @@ def test_swapoff_is_bounded_by_timeout():
 
 def test_render_diff():
     text = module.render({"size": 12 * 1024 ** 3, "active": True, "priority": -2, "fstab": ["/swapfile none swap sw 0 0"]})
-    assert text == "size: 12.00 GiB\nactive: true\npriority: -2\nfstab: /swapfile none swap sw 0 0\n"
+    assert text == "size: 12.0 GiB\nactive: true\npriority: -2\nfstab: /swapfile none swap sw 0 0\n"
     assert "fstab" not in module.render({"size": 0, "active": False, "priority": None, "fstab": None})
