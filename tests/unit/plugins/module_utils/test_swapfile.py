@@ -792,6 +792,20 @@ def test_fstab_is_replaced_atomically_keeping_its_mode(tmp_path, host):
     assert [name for name in os.listdir(str(tmp_path)) if name.startswith(".fstab.")] == []
 
 
+def test_fstab_through_a_symlink_with_crlf_stays_a_symlink_with_crlf(tmp_path, host):
+    """The operator's fstab is written as every operator file is (ManagedFile): the link stays, its target changes."""
+    real = tmp_path / "etc-real" / "fstab"
+    real.parent.mkdir()
+    real.write_bytes(b"UUID=1 / ext4 defaults 0 1\r\n")
+    (tmp_path / "fstab").unlink()
+    (tmp_path / "fstab").symlink_to(real)
+    manager(tmp_path, host).present()
+    assert os.path.islink(str(tmp_path / "fstab"))
+    lines = real.read_bytes().split(b"\r\n")
+    assert lines[0] == b"UUID=1 / ext4 defaults 0 1" and lines[1].startswith(str(tmp_path / "swap" / "swapfile").encode())
+    assert b"\n" not in real.read_bytes().replace(b"\r\n", b"")
+
+
 def test_fstab_false_leaves_the_file_alone(tmp_path, host):
     before = (tmp_path / "fstab").read_text()
     result = manager(tmp_path, host, fstab=False).present()
