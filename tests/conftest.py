@@ -15,7 +15,10 @@ _LINK = os.path.join(_TREE, "ansible_collections", "sentry_selfhosted", "memory"
 
 if not os.path.islink(_LINK):
     os.makedirs(os.path.dirname(_LINK), exist_ok=True)
-    os.symlink(REPO, _LINK)
+    try:
+        os.symlink(REPO, _LINK)
+    except FileExistsError:  # another pytest-xdist worker made it first
+        pass
 if _TREE not in sys.path:
     sys.path.insert(0, _TREE)
 
