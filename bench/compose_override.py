@@ -16,11 +16,9 @@ Run after `. hacking/env` (Compose v2 as a Docker CLI plugin):
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TREE = os.path.join(REPO, ".cache", "pytest-collections")
@@ -34,6 +32,7 @@ sys.path.insert(0, TREE)
 from ansible_collections.sentry_selfhosted.memory.plugins.filter.memory_budget import plan as budget_plan  # noqa: E402
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import SentryCompose  # noqa: E402
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import compose_override as co  # noqa: E402
+from timing import median_time  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def run(argv):
@@ -55,15 +54,6 @@ class Module:
 
     def atomic_move(self, src, dest):
         os.rename(src, dest)
-
-
-def median_time(func, runs):
-    times = []
-    for dummy in range(runs):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def line_merge(text, plan):
