@@ -12,10 +12,11 @@ import subprocess
 
 import pytest
 
+import checkouts
 from conftest import REPO, task, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
-FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkout")
+FIXTURE = checkouts.FIXTURE
 OVERRIDE = "docker-compose.override.yml"
 
 pytestmark = pytest.mark.skipif(

@@ -17,10 +17,11 @@ import sys
 
 import pytest
 
+import checkouts
 from conftest import REPO, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
-FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkout")
+FIXTURE = checkouts.FIXTURE
 STANDIN = os.path.join(REPO, "molecule", "restart_timer", "files", "docker-standin.py")
 
 

@@ -15,10 +15,11 @@ import subprocess
 
 import pytest
 
+import checkouts
 from conftest import REPO, task, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
-FIXTURES = os.path.join(REPO, "tests", "fixtures")
+FIXTURES = checkouts.FIXTURES
 OVERRIDE = "docker-compose.override.yml"
 MARK = "# sentry_selfhosted.memory"
 OPERATOR = "services:\n  web:\n    environment:\n      SENTRY_MAIL_HOST: \"mail.example.com\"\n"

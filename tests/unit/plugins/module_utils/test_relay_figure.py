@@ -10,9 +10,10 @@ import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 
+from checkouts import UPSTREAM
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))))
 HOSTS = os.path.join(REPO, "tests", "unit", "fixtures", "hosts")
-UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
 
 CONFIGS = [
     ("health:\n  max_memory_percent: 0.9\n", 0.9),
