@@ -112,7 +112,7 @@ class Checkout(object):
                 % (self.override.path, COMPOSE_FILE, ", ".join("%s (line %d)" % (e["name"], e["line"]) for e in operator)),
                 operator_stale_services=[e["name"] for e in operator], managed_services=managed)
         if stale:
-            self.notes.append("the collection's lines for %s go: the checkout no longer defines %s"
+            self.notes.append("the collection's lines for %s go at the next write: the checkout no longer defines %s"
                               % (", ".join(e["name"] for e in stale), "it" if len(stale) == 1 else "them"))
         return [e["name"] for e in stale], managed
 
@@ -137,7 +137,8 @@ class Checkout(object):
                 config, services = self.compose.config(files=files), self.compose.services(files=files)
         except ComposeError:
             raise CheckoutError("docker compose cannot read the checkout with its override, even without the collection's lines: %s" % first)
-        self.notes.append("the override did not work with this checkout (%s); the collection's own lines are rewritten" % first)
+        self.notes.append("the override did not work with this checkout (%s); it was read without the collection's own lines, "
+                          "which the next write replaces" % first)
         return config, services
 
     def read(self):
