@@ -112,7 +112,7 @@ def part_one(count, runs):
         # A state file holding that full hour, so the whole run fits N series of 60 samples.
         state = {"version": 1, "alerts": {}, "history": history}
         alerts.save_state(config["state_file"], state)
-        quiet = alerts.Journal(io.StringIO(), systemd=True)
+        quiet = alerts.hp.Journal(io.StringIO(), systemd=True)
 
         def whole_run():
             alerts.save_state(config["state_file"], state)

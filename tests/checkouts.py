@@ -12,6 +12,8 @@ import os
 
 import yaml
 
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import checkout_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hosted")
@@ -44,18 +46,6 @@ def compose_services(path):
         return yaml.safe_load(handle)["services"]
 
 
-def env_values(path):
-    """KEY=value lines of an env file (comments and blank lines skipped)."""
-    values = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                values[key.strip()] = value.strip()
-    return values
-
-
 def service_profiles(path):
     """Every service of a checkout with its profiles and workers, as the compose_services module returns them."""
     return [{"name": name, "profiles": list(spec.get("profiles") or []),
@@ -64,7 +54,7 @@ def service_profiles(path):
 
 
 def active_services(path, profiles=None):
-    """The service names a profile set starts (default: COMPOSE_PROFILES of the checkout's .env)."""
+    """The service names a profile set starts (default: COMPOSE_PROFILES of the checkout's .env and .env.custom)."""
     if profiles is None:
-        profiles = set(filter(None, env_values(os.path.join(path, ".env")).get("COMPOSE_PROFILES", "").split(",")))
+        profiles = set(filter(None, checkout_env(path).get("COMPOSE_PROFILES", "").split(",")))
     return [s["name"] for s in service_profiles(path) if not s["profiles"] or set(s["profiles"]) & set(profiles)]

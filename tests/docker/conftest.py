@@ -19,8 +19,6 @@ import time
 import pytest
 import yaml
 
-import checkouts
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "project")
 PROJECT = "sentry-self-hosted"
@@ -33,6 +31,9 @@ if os.environ.get("SENTRY_MEMORY_DOCKER_STAGE") != "1":
 elif os.environ.get("SENTRY_MEMORY_COLLECTIONS"):
     # module_utils are imported from the installed copy (hacking/env), as the modules use them.
     sys.path.insert(0, os.environ["SENTRY_MEMORY_COLLECTIONS"])
+
+# After the path above: the installed copy's.
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import checkout_env  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def docker(*args, **kwargs):
@@ -142,7 +143,7 @@ def engine():
     if os.environ.get("SENTRY_MEMORY_DOCKER_STAGE") != "1" or not os.environ.get("DOCKER_HOST"):
         pytest.fail("the real-engine tests run through tests/docker/run (it starts the private engine)")
     docker("version")
-    env = checkouts.env_values(os.path.join(TEMPLATE, ".env"))
+    env = checkout_env(TEMPLATE)
     tarball = os.environ.get("SENTRY_MEMORY_ROOTFS_TARBALL")
     if not tarball or not os.path.exists(tarball):
         pytest.fail("SENTRY_MEMORY_ROOTFS_TARBALL does not name the root filesystem tarball (hacking/systemd-image --tarball)")

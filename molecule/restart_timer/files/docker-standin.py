@@ -9,18 +9,15 @@ default /etc/docker-standin) and answers from files there:
 
   compose version --short         2.40.3
   compose ... config --format json  config.json (real `docker compose config` output of the fixture)
-
-except that, when the file real-cli there names a real docker CLI with the
-Compose v2 plugin, every `compose config` and `compose version` call is handed
-to it (the site scenarios: one docker CLI for every role, and the merged
-override still validated by the real Compose).
-The answers:
   compose ... ps --status running --services  the lines of running
   ps -q ... / inspect IDS          containers.json (docker inspect's shape)
   anything else                    succeeds with no output
 
 A call whose words contain the text of the file `fail` exits 1, so tests can
-make a restart or the readiness probe fail.
+make a restart or the readiness probe fail. When the file real-cli there names
+a real docker CLI with the Compose v2 plugin, every `compose config` and
+`compose version` call is handed to it instead (the site scenarios: one docker
+CLI for every role, the merged override still validated by the real Compose).
 """
 
 import json

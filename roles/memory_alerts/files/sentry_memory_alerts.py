@@ -76,8 +76,6 @@ PENDING_EVENTS_LIMIT = 20
 
 
 ConfigError = hp.ConfigError
-Journal = hp.Journal
-write_atomic = hp.write_atomic
 
 
 # --- configuration ---------------------------------------------------------
@@ -656,7 +654,7 @@ def load_state(path, journal):
 def save_state(path, state):
     # Only root may place files where root's state lives.
     sc.private_directory(os.path.dirname(path))
-    write_atomic(path, json.dumps(state, sort_keys=True, separators=(",", ":")), 0o600)
+    hp.write_atomic(path, json.dumps(state, sort_keys=True, separators=(",", ":")), 0o600)
 
 
 # --- one run ---------------------------------------------------------------
@@ -699,7 +697,7 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
 
     if config["metrics_file"]:
         try:
-            write_atomic(config["metrics_file"], render_metrics(sample_, levels, trend, growth, alerts))
+            hp.write_atomic(config["metrics_file"], render_metrics(sample_, levels, trend, growth, alerts))
         except (IOError, OSError) as exc:
             failures += 1
             journal.log("error", "cannot write the metrics file %s: %s" % (config["metrics_file"], exc))
@@ -732,7 +730,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Warn before Relay rejects events for lack of memory.")
     parser.add_argument("--config", default="/etc/sentry-selfhosted-memory/sentry-memory-alerts.json")
     args = parser.parse_args(argv)
-    journal = Journal()
+    journal = hp.Journal()
     try:
         config = load_config(args.config)
         failures = run_once(config, journal)

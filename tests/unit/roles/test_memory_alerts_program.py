@@ -440,20 +440,20 @@ def test_oom_kills_are_an_event_within_one_boot():
 
 def test_journal_uses_sd_daemon_priorities_under_systemd():
     stream = io.StringIO()
-    journal = alerts.Journal(stream, systemd=True)
+    journal = alerts.hp.Journal(stream, systemd=True)
     journal.log("critical", "relay critical: x")
     journal.log("warning", "a\nb")
     journal.log("info", "summary")
     assert stream.getvalue() == "<2>relay critical: x\n<4>a b\n<6>summary\n"
     plain = io.StringIO()
-    alerts.Journal(plain, systemd=False).log("error", "boom")
+    alerts.hp.Journal(plain, systemd=False).log("error", "boom")
     assert plain.getvalue() == "error: boom\n"
 
 
 def test_write_atomic_replaces_and_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "m.prom"
     target.write_text("old\n")
-    alerts.write_atomic(str(target), "new\n", 0o644)
+    alerts.hp.write_atomic(str(target), "new\n", 0o644)
     assert target.read_text() == "new\n"
     assert stat.S_IMODE(os.stat(str(target)).st_mode) == 0o644
     assert os.listdir(str(tmp_path)) == ["m.prom"]
@@ -495,7 +495,7 @@ def run_host(tmp_path, release="24.8.0", **overrides):
 
 def run(config, root, now, opener, docker=None):
     stream = io.StringIO()
-    failures = alerts.run_once(config, alerts.Journal(stream, systemd=True), now, str(root),
+    failures = alerts.run_once(config, alerts.hp.Journal(stream, systemd=True), now, str(root),
                                docker or FakeDocker([inspect_item("aaaa", "sentry-self-hosted-relay-1", "relay", 4242)]),
                                which_docker, opener)
     return failures, stream.getvalue()
