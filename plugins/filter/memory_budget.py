@@ -13,11 +13,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import fnmatch
 import math
+import time
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB
 
 
@@ -40,9 +43,9 @@ def _r(usual, min, max, weight, swap, per_worker=0):  # pylint: disable=redefine
 # about 20 MB/h).
 DEFAULT_TABLE = [
     # Stores. Kafka: 1 GiB heap (KAFKA_HEAP_OPTS) plus about 1 GiB off-heap.
-    ("kafka", _r(1152, 2048, 4096, 3, False)),
-    # ClickHouse caps its server memory at MAX_MEMORY_USAGE_RATIO (0.8) of its own limit.
-    ("clickhouse", _r(640, 1536, 8192, 4, False)),
+    ("kafka", _r(1280, 2048, 4096, 3, False)),
+    # ClickHouse caps its server memory at MAX_MEMORY_USAGE_RATIO (0.8) of its own limit: 1920 leaves it 1.5 GiB.
+    ("clickhouse", _r(768, 1920, 8192, 4, False)),
     ("postgres", _r(128, 1024, 4096, 2, False)),
     ("pgbouncer", _r(16, 64, 256, 0, False)),
     ("redis", _r(32, 512, 2048, 1, False)),
@@ -53,7 +56,7 @@ DEFAULT_TABLE = [
     # Relay's limit also follows its post-burst RSS and its threshold (RELAY_POST_BURST_MB, see Sizing).
     ("relay", _r(1024, 1920, 6144, 4, True)),
     # web and snuba-api minimums also cover install.sh's migrations, run in one-off containers that inherit the override.
-    ("web", _r(896, 1792, 4096, 3, True)),
+    ("web", _r(1024, 1792, 4096, 3, True)),
     ("snuba-api", _r(192, 1024, 2048, 1, True)),
     ("symbolicator", _r(128, 896, 4096, 2, True)),
     ("vroom", _r(32, 256, 1024, 0, True)),
@@ -62,7 +65,7 @@ DEFAULT_TABLE = [
     ("smtp", _r(16, 64, 128, 0, True)),
     ("geoipupdate", _r(16, 128, 256, 0, True)),
     # Sentry's task runners: Celery (24.x-25.x), then taskbroker/taskworker; a taskworker grows with its --concurrency.
-    ("worker", _r(320, 1152, 3072, 2, True)),
+    ("worker", _r(448, 1152, 3072, 2, True)),
     ("cron", _r(96, 512, 1024, 0, True)),
     ("taskbroker", _r(64, 512, 2048, 1, True)),
     ("taskscheduler", _r(96, 512, 1024, 0, True)),
@@ -74,11 +77,11 @@ DEFAULT_TABLE = [
     # Sentry's consumers (Python, the sentry image); attachments and replays hold whole payloads.
     ("attachments-consumer", _r(192, 1024, 2048, 1, True)),
     ("ingest-replay-recordings", _r(128, 768, 2048, 1, True)),
-    ("snuba-*", _r(64, 448, 1024, 1, True)),  # snuba's consumers (mostly rust-consumer), replacer, subscriptions
-    ("*-consumer", _r(80, 512, 1024, 1, True)),
-    ("*-consumer-*", _r(80, 512, 1024, 1, True)),
-    ("ingest-*", _r(80, 512, 1024, 1, True)),
-    ("post-process-forwarder-*", _r(80, 512, 1024, 1, True)),
+    ("snuba-*", _r(96, 448, 1024, 1, True)),  # snuba's consumers (mostly rust-consumer), replacer, subscriptions
+    ("*-consumer", _r(112, 512, 1024, 1, True)),
+    ("*-consumer-*", _r(112, 512, 1024, 1, True)),
+    ("ingest-*", _r(112, 512, 1024, 1, True)),
+    ("post-process-forwarder-*", _r(112, 512, 1024, 1, True)),
     ("monitors-clock-*", _r(80, 512, 1024, 1, True)),
     ("process-*", _r(80, 512, 1024, 1, True)),  # process-spans, process-segments
     ("uptime-results", _r(80, 512, 1024, 1, True)),
@@ -91,15 +94,19 @@ KAFKA_OFF_HEAP_MB = 1024
 KAFKA_MIN_HEAP_MB = 256
 CLICKHOUSE_RATIO = 0.8
 REDIS_MAXMEMORY_SHARE = 0.65
+# A measured service's lowest limit: its peak of use plus this margin; more for the stores, whose use
+# follows their data (a Kafka or ClickHouse killed at its limit stalls the whole pipeline).
 MEASURED_MARGIN = 1.2
+STORE_MARGIN = 1.5
+STORES = ("kafka", "clickhouse", "postgres", "redis", "zookeeper")
 # Relay's RSS after a burst, which it keeps (relay #3874; 1.48 GiB in self-hosted #3053).
 RELAY_POST_BURST_MB = 1536
 # Relay's limit keeps its post-burst figure this far below the threshold it measures against that limit.
 RELAY_MARGIN = 1.15
 # A measured peak past the row's max and this many times its usual figure is a suspected leak.
 LEAK_FACTOR = 3
-# Peaks move a little on every run; planning from 64 MiB steps keeps a re-run's plan the same.
-MEASURED_STEP_MB = 64
+# The limits written are rounded down to 64 MiB steps (the figures summed are not rounded).
+LIMIT_STEP_MB = 64
 # Profiles upstream ships; services of neither are always on.
 ERRORS_ONLY = "errors-only"
 FEATURE_COMPLETE = "feature-complete"
@@ -184,23 +191,38 @@ def _positive_mib(what, mapping):
     return dict(mapping or {})
 
 
-def _measured_peaks(measured):
-    """Largest peak (or current use, where larger) per service, in MiB rounded up to MEASURED_STEP_MB."""
+def _measured_use(measured):
+    """What each service uses now, in MiB rounded up (replicas by their largest); memory_info's ``use``."""
+    if not isinstance(measured or [], list):
+        raise BudgetError("measured must be a list of containers, not %r" % (measured,))
     found = {}
     for container in measured or []:
-        service = container.get("service")
-        if not service or container.get("error"):
+        if not isinstance(container, dict):
+            raise BudgetError("measured containers must be dicts, not %r" % (container,))
+        service, use = container.get("service"), container.get("use")
+        if not service or container.get("error") or use is None:
             continue
-        peak = max(container.get("peak") or 0, container.get("current") or 0)
-        if not peak:
-            continue
-        steps = int(math.ceil(peak / float(MEASURED_STEP_MB * MIB)))
-        found[service] = max(found.get(service, 0), steps * MEASURED_STEP_MB)
+        if not hm.is_number(use) or not 0 <= use < 1 << 60:
+            raise BudgetError("the use of %s must be a number of bytes, not %r" % (service, use))
+        found[service] = max(found.get(service, 0), int(math.ceil(use / float(MIB))))
     return found
 
 
+def _remembered(peaks):
+    if not peaks:
+        return None
+    problem = hm.peaks_shape_error(peaks)
+    if problem:
+        raise BudgetError("remembered_peaks: %s" % problem)
+    return peaks
+
+
 def _steps_up(mb):
-    return int(math.ceil(mb / float(MEASURED_STEP_MB))) * MEASURED_STEP_MB
+    return int(math.ceil(mb / float(LIMIT_STEP_MB))) * LIMIT_STEP_MB
+
+
+def _steps_down(mb):
+    return int(mb // LIMIT_STEP_MB) * LIMIT_STEP_MB
 
 
 def _water_fill(remaining, rooms, weights):
@@ -222,7 +244,10 @@ def _water_fill(remaining, rooms, weights):
 
 
 class Sizing:
-    """Usual figure and floor of every service, and whether they fit a host."""
+    """Usual figure and floor of every service.
+
+    A measured service's usual figure is its peak of use (remembered, or of
+    now), its floor that plus a margin, never below its row's ``min``."""
 
     def __init__(self, names, rows, workers_of, seen, overrides, relay_threshold):
         self.names = names
@@ -241,7 +266,8 @@ class Sizing:
                 usual = min(floor, peak or usual)
             elif peak:
                 self.source[name] = "measured"
-                usual, floor = peak, max(floor, int(math.ceil(peak * MEASURED_MARGIN)))
+                margin = STORE_MARGIN if name in STORES else MEASURED_MARGIN
+                usual, floor = peak, max(floor, int(math.ceil(peak * margin)))
             else:
                 self.source[name] = "table"
             if name == "relay" and name not in overrides:
@@ -255,7 +281,7 @@ class Sizing:
         return name, self.floor[name] - self.usual[name]
 
     def needs_mb(self):
-        """Below Relay's threshold, less the OS reserve, the host must hold this."""
+        """Below Relay's threshold, less the OS reserve, the host must hold this for the rule to hold."""
         return self.usual_sum + max(0, self.gap()[1])
 
 
@@ -264,15 +290,19 @@ def _ram_for(needed_mb, relay_threshold, reserve):
     return int(math.ceil((needed_mb + reserve) / relay_threshold / 1024.0))
 
 
+def _utc(epoch):
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class Planner:
     """The plan for one host; see DOCUMENTATION."""
 
     def __init__(self, services, total_memory_mb, reserve_mb=512, profiles=None, table=None, overrides=None, measured=None,
-                 remembered_peaks_mb=None, relay_threshold=0.95, strict=False, ratio=0.75):
+                 remembered_peaks=None, relay_threshold=0.95, strict=False, ratio=0.75, now=None):
         try:
             self.total, self.reserve = int(total_memory_mb), int(reserve_mb)
             self.ratio, self.threshold = float(ratio), float(relay_threshold)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BudgetError("total_memory_mb and reserve_mb must be integers, ratio and relay_threshold numbers")
         if not 0 < self.ratio < 1:
             raise BudgetError("ratio must be in (0, 1), not %s" % self.ratio)
@@ -281,6 +311,7 @@ class Planner:
         if self.total <= 0 or self.reserve < 0 or self.reserve >= self.total:
             raise BudgetError("total_memory_mb (%s) must be positive and larger than reserve_mb (%s)" % (self.total, self.reserve))
         self.strict = bool(strict)
+        self.now = int(time.time() if now is None else now)
         self.names, self.profiles_of, self.workers_of = _services(services, profiles)
         self.table = _merged_table(table)
         self.rows = dict((n, _row(n, self.table)) for n in self.names)
@@ -289,57 +320,91 @@ class Planner:
         if unknown:
             raise BudgetError("overrides name services the checkout does not run: %s (services: %s)"
                               % (", ".join(unknown), ", ".join(self.names)))
-        remembered = _positive_mib("remembered peak", remembered_peaks_mb)
-        if not isinstance(measured or [], list):
-            raise BudgetError("measured must be a list of containers, not %r" % (measured,))
-        self.seen = _measured_peaks(list(measured or []) + [{"service": n, "peak": v * MIB} for n, v in remembered.items()])
+        self.use_now = _measured_use(measured)
+        self.measured = list(measured or [])
+        self.remembered = _remembered(remembered_peaks)
+        self.seen = dict(self.use_now)
+        for name, record in (self.remembered or {"services": {}})["services"].items():
+            self.seen[name] = max(self.seen.get(name, 0), record["mb"])
         self.limit_mb = int(self.threshold * self.total) - self.reserve
 
     def sizing(self, names):
         return Sizing(names, self.rows, self.workers_of, self.seen, self.overrides, self.threshold)
 
+    def profile(self, names):
+        """The profile whose installer minimum applies: feature-complete when any service needs it."""
+        return FEATURE_COMPLETE if any(FEATURE_COMPLETE in self.profiles_of.get(n, []) for n in names) else ERRORS_ONLY
+
+    def installer_min_mib(self, names):
+        return int(math.ceil(INSTALLER_MIN_MB[self.profile(names)] * 1000 * 1000 / float(MIB)))
+
     def budget(self):
         return int(min(self.ratio * self.total, self.limit_mb)) if self.strict else None
 
-    def fits(self, sizing):
-        if sizing.needs_mb() > self.limit_mb:
-            return False
-        return not self.strict or sum(sizing.floor.values()) <= self.budget()
+    def rule_holds(self, sizing):
+        return sizing.needs_mb() <= self.limit_mb
 
-    def refusal(self, sizing):
-        """One sentence: why the plan cannot be made, the totals, and what would fit this host."""
+    def fits(self, sizing):
+        """Whether a plan is made: the host meets upstream's installer minimum (strict mode: the rule and the budget)."""
+        if self.total < self.installer_min_mib(sizing.names):
+            return False
+        return not self.strict or (self.rule_holds(sizing) and sum(sizing.floor.values()) <= self.budget())
+
+    def shortfall(self, sizing):
         gap_name, gap = sizing.gap()
-        if sizing.needs_mb() > self.limit_mb:
-            text = ("The usual figures of the %d services add up to %d MiB, and %s needs %d MiB more up to its lowest limit, "
-                    "but this host keeps only %d MiB below Relay's threshold (%d%% of %d MiB RAM, less %d MiB for the OS)"
-                    % (len(self.names), sizing.usual_sum, gap_name, gap, self.limit_mb, round(self.threshold * 100),
-                       self.total, self.reserve))
-        else:
-            text = ("In strict mode the %d services need %d MiB of limits but the budget is %s MiB (%d%% of %d MiB RAM)"
-                    % (len(self.names), sum(sizing.floor.values()), self.budget(), round(self.ratio * 100), self.total))
+        return ("the usual figures of the %d services add up to %d MiB, and %s needs %d MiB more up to its lowest limit, "
+                "but this host keeps %d MiB below Relay's threshold (%d%% of %d MiB RAM, less %d MiB for the OS)"
+                % (len(sizing.names), sizing.usual_sum, gap_name, gap, self.limit_mb, round(self.threshold * 100),
+                   self.total, self.reserve))
+
+    def options(self, sizing, refusing):
+        """What would work on this host: refusing, whatever gets a plan; else what would keep the rule."""
         options = []
-        errors_only = [n for n in self.names if not self.profiles_of.get(n) or ERRORS_ONLY in self.profiles_of[n]]
-        if len(errors_only) < len(self.names) and self.fits(self.sizing(errors_only)):
-            options.append("the errors-only profile (COMPOSE_PROFILES=errors-only in .env, %d services)" % len(errors_only))
+        errors_only = [n for n in sizing.names if not self.profiles_of.get(n) or ERRORS_ONLY in self.profiles_of[n]]
+        if len(errors_only) < len(sizing.names):
+            if self.total >= self.installer_min_mib(errors_only) and (refusing or self.rule_holds(self.sizing(errors_only))):
+                options.append("the errors-only profile (COMPOSE_PROFILES=errors-only in .env, %d services)" % len(errors_only))
         options.append("%d GiB of RAM or more" % self.ram_that_fits(sizing))
-        if self.strict and sizing.needs_mb() <= self.limit_mb:
+        if not refusing:
+            options.append("swap for the cold memory of idle consumers (the swap role)")
+        if self.strict and self.total >= self.installer_min_mib(sizing.names):
             options.append("the default sizing (compose_limits_strict: false), in which limits may add up to more than RAM")
         if sizing.leaks or any(s == "measured" for s in sizing.source.values()):
             options.append("planning from the table instead of measured peaks (compose_limits_forget_peaks: true, "
                            "or compose_limits_use_measured: false)")
-        return "%s. Options: %s." % (text, "; ".join(options))
+        return options
+
+    def refusal(self, sizing):
+        """One sentence: why no plan is made, the totals, and what would fit this host."""
+        minimum = self.installer_min_mib(sizing.names)
+        if self.total < minimum:
+            text = ("This host has %d MiB of RAM, below the %d MB (%d MiB) upstream's installer demands for the %s profile; "
+                    "%s" % (self.total, INSTALLER_MIN_MB[self.profile(sizing.names)], minimum, self.profile(sizing.names),
+                            self.shortfall(sizing)))
+        elif not self.rule_holds(sizing):
+            text = "In strict mode the rule must hold, but %s" % self.shortfall(sizing)
+        else:
+            text = ("In strict mode the %d services need %d MiB of limits but the budget is %s MiB (%d%% of %d MiB RAM)"
+                    % (len(sizing.names), sum(sizing.floor.values()), self.budget(), round(self.ratio * 100), self.total))
+        return "%s. Options: %s." % (text, "; ".join(self.options(sizing, refusing=True)))
+
+    def warning(self, sizing, past_rule):
+        """One plain warning when the usual use leaves less headroom than the rule wants."""
+        return ("Less headroom than the rule wants: %s. The limits written are the safest this host allows (a leak is "
+                "still stopped in its own container), but %d of them (%s) could take the host past Relay's threshold "
+                "before they stop a leak. Options: %s."
+                % (self.shortfall(sizing), len(past_rule), ", ".join(past_rule), "; ".join(self.options(sizing, refusing=False))))
 
     def ram_that_fits(self, sizing):
-        profile = FEATURE_COMPLETE if any(FEATURE_COMPLETE in self.profiles_of.get(n, []) for n in sizing.names) else ERRORS_ONLY
         ram = max(_ram_for(sizing.needs_mb(), self.threshold, self.reserve),
-                  int(math.ceil(INSTALLER_MIN_MB[profile] * 1000 * 1000 / float(MIB) / 1024)))
+                  int(math.ceil(self.installer_min_mib(sizing.names) / 1024.0)))
         if self.strict:
             floors = sum(sizing.floor.values())
             ram = max(ram, int(math.ceil(floors / self.ratio / 1024.0)), _ram_for(floors, self.threshold, self.reserve))
         return ram
 
     def limits(self, sizing):
-        """Floors plus a weighted share of the spare RAM, each below the single-fault cap."""
+        """Floors plus a weighted share of the spare RAM below the single-fault cap; written in 64 MiB steps."""
         headroom = self.limit_mb - sizing.usual_sum
         free = [n for n in self.names if n not in self.overrides]
         caps = dict((n, sizing.usual[n] + headroom) for n in self.names)
@@ -351,11 +416,38 @@ class Planner:
             # Each service may take its weight's share of the spare RAM: monotone in RAM, whatever the others do.
             total_weight = float(sum(weights.values())) or 1.0
             extra = dict((n, min(rooms[n], max(0, headroom) * weights[n] / total_weight)) for n in free)
-        return dict((n, min(caps[n], sizing.floor[n] + int(math.floor(extra.get(n, 0.0))))) for n in self.names)
+        limits = {}
+        for name in self.names:
+            floor = sizing.floor[name]
+            if name in self.overrides:
+                limits[name] = floor
+            else:
+                # Rounded down to a step (never below the floor): the figures summed are exact, the limits written are round.
+                limits[name] = max(floor, _steps_down(min(caps[name], floor + extra.get(name, 0.0))))
+        return limits, caps
 
     def _top(self, name, sizing):
         row = self.rows[name]
         return max(row["max"] + row["per_worker"] * (self.workers_of.get(name) or 0), sizing.floor[name])
+
+    def history(self, sizing):
+        """How old the history of peaks is, in words and figures."""
+        measured = sorted(n for n in sizing.names if sizing.source[n] == "measured")
+        remembered = self.remembered and [n for n in sizing.names if n in self.remembered["services"]]
+        if remembered:
+            since = self.remembered["since"]
+            days = max(0.0, (self.now - since) / 86400.0)
+            text = ("planned from the peaks of use of %d services recorded since %s (%.1f days)"
+                    % (len(measured), _utc(since), days))
+        elif measured:
+            since, days = None, 0.0
+            text = ("no history of peaks yet: planned from the use of now of %d services, each limit at least %d%% above "
+                    "it (%d%% for the stores)" % (len(measured), round((MEASURED_MARGIN - 1) * 100),
+                                                    round((STORE_MARGIN - 1) * 100)))
+        else:
+            since, days = None, 0.0
+            text = "no containers measured: planned from the table of usual figures"
+        return {"since": since, "days": round(days, 2), "measured": len(measured), "text": text}
 
     def plan(self):
         sizing = self.sizing(self.names)
@@ -369,12 +461,20 @@ class Planner:
             "usual_sum_mb": sizing.usual_sum,
             "headroom_mb": self.limit_mb - sizing.usual_sum,
             "budget_mb": self.budget(),
+            "installer_min_mb": INSTALLER_MIN_MB[self.profile(self.names)],
             "suspected_leaks": sorted(sizing.leaks),
+            "history": self.history(sizing),
+            "warning": None,
+            "past_rule": [],
         }
         if not self.fits(sizing):
             result.update(fits=False, refusal=self.refusal(sizing), ram_that_fits_gib=self.ram_that_fits(sizing))
             return result
-        limits = self.limits(sizing)
+        limits, caps = self.limits(sizing)
+        past_rule = sorted(n for n in self.names if limits[n] > caps[n])
+        if past_rule:
+            result.update(warning=self.warning(sizing, past_rule), past_rule=past_rule,
+                          ram_that_fits_gib=self.ram_that_fits(sizing))
         services = {}
         for name in self.names:
             limit, usual = limits[name], sizing.usual[name]
@@ -398,7 +498,7 @@ class Planner:
             sum_mb=total_limits,
             overcommitted=total_limits > self.total,
             services=services,
-            measured_peaks_mb=dict((n, self.seen[n]) for n in self.names if n in self.seen and n not in sizing.leaks),
+            peaks=hm.record_peaks(self.remembered, self.measured, self.now, leave_out=sizing.leaks),
         )
         result.update(self.knobs(limits))
         return result
@@ -435,16 +535,18 @@ def memory_budget(services, total_memory_mb, **options):
 
 
 def memory_budget_table(plan_result):
-    """Readable lines: service, reservation, limit, share of RAM, source; then the totals."""
+    """Readable lines: service, reservation, limit, share of RAM, source; then the totals, the history and any warning."""
     if not plan_result.get("fits"):
         return [plan_result.get("refusal") or "no plan"]
     rows = plan_result["services"]
-    lines = ["%-44s %9s %9s %7s %s" % ("service", "usual", "limit", "of RAM", "source")]
+    width = max([len("service")] + [len(name) for name in rows])
+    lines = ["%-*s %9s %9s %7s %s" % (width, "service", "usual", "limit", "of RAM", "source")]
     for name in sorted(rows, key=lambda n: (-rows[n]["mem_limit_mb"], n)):
         row = rows[name]
         note = " (suspected leak: measured %d MiB)" % row["suspected_leak_mb"] if "suspected_leak_mb" in row else ""
-        figures = (name, row["usual_mb"], row["mem_limit_mb"], row["share"] * 100, row["source"], note)
-        lines.append("%-44s %5d MiB %5d MiB %6.1f%% %s%s" % figures)
+        note += " (past the rule)" if name in plan_result.get("past_rule", []) else ""
+        figures = (width, name, row["usual_mb"], row["mem_limit_mb"], row["share"] * 100, row["source"], note)
+        lines.append("%-*s %5d MiB %5d MiB %6.1f%% %s%s" % figures)
     lines.append("usual use %d MiB of %d MiB below Relay's threshold (%d%% of %d MiB RAM, less %d MiB for the OS): "
                  "any one service may grow %d MiB above its usual use before its limit stops it" % (
                      plan_result["usual_sum_mb"], plan_result["threshold_mb"], round(plan_result["relay_threshold"] * 100),
@@ -457,6 +559,9 @@ def memory_budget_table(plan_result):
         lines.append("limits add up to %d MiB (%d%% of RAM)%s" % (
             plan_result["sum_mb"], round(100.0 * plan_result["sum_mb"] / plan_result["total_memory_mb"]),
             more if plan_result["overcommitted"] else ""))
+    lines.append(plan_result["history"]["text"])
+    if plan_result.get("warning"):
+        lines.append("WARNING: " + plan_result["warning"])
     return lines
 
 

@@ -93,10 +93,11 @@ def memory_report(result):
         result.get("cgroup_mode"), result.get("oom_kills"),
         "some avg60=%.1f" % result["pressure"]["some"]["avg60"] if result.get("pressure") else "not available"))
     if result["containers"]:
-        lines.append("Top containers:")
+        lines.append("Top containers (use: what a limit cannot reclaim; page cache apart):")
         for container in result["containers"][:8]:
-            lines.append("         %-28s %10s  limit %s" % (
-                container["service"], human(container.get("usage")), human(container.get("limit"))))
+            cache = (container.get("current") or 0) - (container.get("use") or 0)
+            lines.append("         %-28s %10s  page cache %s  limit %s" % (
+                container["service"], human(container.get("use")), human(max(0, cache)), human(container.get("limit"))))
     elif result.get("top_processes"):
         lines.append("Top processes:")
         for proc in result["top_processes"]:

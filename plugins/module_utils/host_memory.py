@@ -309,11 +309,29 @@ def _parse_limit(text):
     return None if value >= CGROUP_V1_UNLIMITED else value
 
 
+# What a container uses: the memory.stat keys of what its limit cannot reclaim.
+# Page cache ("file", "active_file", "inactive_file") is left out: inside a
+# limit the kernel drops it before it kills anything, and it is what makes
+# memory.current, memory.peak (v1: usage_in_bytes, max_usage_in_bytes) and
+# docker stats (current less inactive_file) overstate a store's use.
+# cgroup v2 (Documentation/admin-guide/cgroup-v2.rst, memory.stat): anonymous
+# memory, tmpfs and shared memory, kernel stacks, page tables, socket buffers,
+# unreclaimable slab and per-cpu data.
+UNRECLAIMABLE_V2 = ("anon", "shmem", "kernel_stack", "pagetables", "sock", "slab_unreclaimable", "percpu")
+# cgroup v1 (Documentation/admin-guide/cgroup-v1/memory.rst): rss (anonymous
+# memory and swap cache) and shmem, over the hierarchy; kernel memory is not
+# broken down there.
+UNRECLAIMABLE_V1 = ("total_rss", "total_shmem")
+
+
 def read_cgroup_memory(cgroup_dir, version):
     """Memory figures of one cgroup directory (absolute path).
 
-    ``usage`` is what ``docker stats`` shows (usage less inactive file pages);
-    ``anon`` is what Relay counts (``anon`` on v2, ``total_rss`` on v1).
+    ``use`` is what the container uses: what its limit cannot reclaim
+    (UNRECLAIMABLE_V2 or UNRECLAIMABLE_V1), never page cache; the sizing, the
+    audit and the alerts all take this figure. ``usage`` is what ``docker
+    stats`` shows (usage less inactive file pages; it still holds active page
+    cache); ``anon`` is what Relay counts (``anon`` on v2, ``total_rss`` on v1).
     """
     if version == 2:
         stat = _key_values(_read(cgroup_dir, "memory.stat"))
@@ -323,6 +341,7 @@ def read_cgroup_memory(cgroup_dir, version):
         swap_text = _read_optional(cgroup_dir, "memory.swap.current")
         inactive_file = stat.get("inactive_file", 0)
         anon = stat.get("anon", 0)
+        use = sum(stat.get(key, 0) for key in UNRECLAIMABLE_V2)
     else:
         stat = _key_values(_read(cgroup_dir, "memory.stat"))
         current = int(_read(cgroup_dir, "memory.usage_in_bytes").strip())
@@ -332,7 +351,9 @@ def read_cgroup_memory(cgroup_dir, version):
         swap_text = str(max(0, int(memsw) - current)) if memsw and memsw.strip().isdigit() else None
         inactive_file = stat.get("total_inactive_file", stat.get("inactive_file", 0))
         anon = stat.get("total_rss", stat.get("rss", 0))
+        use = anon + stat.get("total_shmem", stat.get("shmem", 0))
     return {
+        "use": use,
         "current": current,
         "usage": max(0, current - inactive_file),
         "anon": anon,
@@ -696,3 +717,55 @@ def recommended_swap_bytes(ram_total):
     """
     half = -(-ram_total // 2 // GIB) * GIB
     return max(2 * GIB, min(16 * GIB, half))
+
+
+# --- peaks of use, remembered between runs ----------------------------------
+# No cgroup file keeps a peak of what a container uses (memory.peak counts page
+# cache), so the collection samples it: the alerts program every minute, and
+# compose_limits on every run. Both keep the largest use of each service, with
+# its time, in one file, which compose_limits plans from. Its shape:
+#   {"version": 1, "since": <epoch of the first record>,
+#    "services": {"<service>": {"mb": <MiB, rounded up>, "at": <epoch>}}}
+
+PEAKS_VERSION = 1
+DEFAULT_PEAKS_FILE = "/var/lib/sentry-selfhosted-memory/use-peaks.json"
+
+
+def is_number(value):
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
+def peaks_shape_error(peaks):
+    """Why a loaded peaks history cannot be used, or None."""
+    if not isinstance(peaks, dict) or peaks.get("version") != PEAKS_VERSION:
+        return "not a version %d peaks history" % PEAKS_VERSION
+    if not is_number(peaks.get("since")) or peaks["since"] < 0:
+        return "its 'since' is not a time"
+    services = peaks.get("services")
+    if not isinstance(services, dict):
+        return "its 'services' is not a mapping"
+    for name, record in services.items():
+        if not (isinstance(record, dict) and isinstance(record.get("mb"), int) and not isinstance(record["mb"], bool)
+                and 0 < record["mb"] < 1 << 40 and is_number(record.get("at"))):
+            return "the record of %r is not {mb: positive integer, at: time}" % (name,)
+    return None
+
+
+def record_peaks(peaks, containers, now, leave_out=()):
+    """A new history: ``peaks`` (None for none) with each container's ``use`` where it is a new high.
+
+    Containers with an error or without ``use`` are passed over, and so are
+    the services in ``leave_out`` (suspected leaks: a leaked peak must not
+    lift the plan); a service's replicas count by their largest.
+    """
+    peaks = peaks or {"version": PEAKS_VERSION, "since": int(now), "services": {}}
+    services = dict((name, dict(record)) for name, record in peaks["services"].items() if name not in leave_out)
+    for container in containers or []:
+        service, use = container.get("service"), container.get("use")
+        if not service or container.get("error") or service in leave_out or not is_number(use) or use <= 0:
+            continue
+        mb = int(-(-int(use) // MIB))
+        if mb > services.get(service, {}).get("mb", 0):
+            services[service] = {"mb": mb, "at": int(now)}
+    return {"version": PEAKS_VERSION, "since": peaks["since"], "services": services}

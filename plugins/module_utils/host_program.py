@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,29 @@ def read_json(path):
             return json.loads(handle.read().decode("utf-8"))
     except (IOError, OSError, ValueError) as exc:
         raise ConfigError("cannot read it: %s" % exc)
+
+
+class UntrustedFileError(Exception):
+    """A file root would decide from that another user could have written."""
+
+
+def read_own_json(path):
+    """The JSON value of a file only this process's user can have written, or None where there is no file.
+
+    A symlink, anything but a regular file, a file of another user or one that
+    group or others may write raises UntrustedFileError; a file that does not
+    parse raises ValueError."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        if not os.path.lexists(path):
+            return None
+        raise UntrustedFileError("cannot look at %s: %s" % (path, exc))
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise UntrustedFileError("%s is not a regular file of uid %d that only its owner may write (uid %d, mode %o)"
+                                 % (path, os.geteuid(), info.st_uid, stat.S_IMODE(info.st_mode)))
+    with open(path, "rb") as handle:
+        return json.loads(handle.read().decode("utf-8"))
 
 
 def replace_file(path, data, mode, owner=None):

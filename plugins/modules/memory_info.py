@@ -185,7 +185,7 @@ relay:
     headroom: {description: "Bytes left before Relay rejects events (negative once it does).", type: int}
     would_reject: {description: "Whether Relay answers every event with 503 now.", type: bool}
 containers:
-  description: Running containers of the compose project, largest first.
+  description: Running containers of the compose project, the largest C(use) first.
   returned: always
   type: list
   elements: dict
@@ -193,11 +193,18 @@ containers:
     service: {description: "Compose service name.", type: str}
     name: {description: "Container name.", type: str}
     id: {description: "Container ID.", type: str}
-    usage: {description: "Memory as docker stats shows it (usage less inactive file pages).", type: int}
+    use:
+      description:
+        - What the container uses - the memory its limit cannot reclaim - in bytes, never page cache. cgroup v2 -
+          memory.stat C(anon) + C(shmem) + C(kernel_stack) + C(pagetables) + C(sock) + C(slab_unreclaimable) +
+          C(percpu); cgroup v1 - C(total_rss) + C(total_shmem).
+        - The figure the compose_limits role sizes from, the audit report shows and the alerts compare with the limit.
+      type: int
+    usage: {description: "Memory as docker stats shows it (usage less inactive file pages; active page cache included).", type: int}
     anon: {description: "Anonymous memory (what Relay counts for its own container).", type: int}
     current: {description: "The cgroup's whole charge, page cache included.", type: int}
     limit: {description: "The cgroup's memory limit, or null for none.", type: int}
-    peak: {description: "Highest usage the kernel recorded, or null where the kernel has no such file.", type: int}
+    peak: {description: "Highest charge the kernel recorded (page cache included), or null where the kernel has no such file.", type: int}
     swap: {description: "Swap used by the container, or null where not accounted.", type: int}
 top_processes:
   description: The largest processes by resident memory, without the module's own process and its ancestors.
@@ -256,7 +263,7 @@ class MemoryInfo:
                     msg=message + "; check compose_project (COMPOSE_PROJECT_NAME in the checkout's .env)")
             self.notes.append(message)
         hm.container_memory(found, mode, self.root)
-        found.sort(key=lambda c: c.get("usage", 0), reverse=True)
+        found.sort(key=lambda c: c.get("use", 0), reverse=True)
         return found
 
     def gather(self):

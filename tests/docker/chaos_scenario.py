@@ -180,7 +180,7 @@ class Plan:
         play = [{
             "name": "What site does to the release's services", "hosts": "localhost", "gather_facts": False,
             "vars": dict(SITE_VARS, sentry_selfhosted_dir=directory,
-                         compose_limits_peaks_file=os.path.join(workdir, "peaks-%s.json" % release)),
+                         sentry_selfhosted_peaks_file=os.path.join(workdir, "peaks-%s.json" % release)),
             "roles": ["sentry_selfhosted.memory.compose_limits"],
         }]
         returncode, report = run_playbook(os.path.join(workdir, "site-%s.yml" % release), play)

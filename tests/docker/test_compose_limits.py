@@ -110,7 +110,7 @@ def test_limits_reach_the_containers_and_only_changed_services_are_recreated(sta
 def test_measured_peaks_survive_the_restart_that_resets_them(stack, play, tmp_path):
     """Sizing from measured peaks is stable: a second run, even after the recreate
     that started the container's peak again from zero, changes nothing."""
-    measured = dict(compose_limits_use_measured=True, compose_limits_peaks_file=str(tmp_path / "peaks.json"),
+    measured = dict(compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(tmp_path / "peaks.json"),
                     # A low minimum, so that worker's need follows its measured peak.
                     compose_limits_table={"worker": {"min": 32}})
     # worker holds 64 MiB; a burst of 200 MiB more (written, so every page counts) raises its peak, then ends.

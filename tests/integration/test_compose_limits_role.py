@@ -99,7 +99,7 @@ def test_remembered_peaks_count_as_measured_and_are_kept_for_the_next_run(tmp_pa
     peaks.parent.mkdir()
     # web peaked at 2500 MiB before its last restart; worker is not a service of this checkout.
     peaks.write_text(json.dumps({"web": 2500, "worker": 900}))
-    measured = dict(compose_limits_use_measured=True, compose_limits_peaks_file=str(peaks), compose_limits_total_memory_mb=24576)
+    measured = dict(compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(peaks), compose_limits_total_memory_mb=24576)
 
     rc, data = play(tmp_path, ansible_env, checkout, **measured)
     assert rc == 0, data
@@ -128,7 +128,7 @@ def test_check_mode_on_a_host_too_small_warns_and_finishes(tmp_path, ansible_env
 
 def test_check_mode_creates_no_peaks_file(tmp_path, ansible_env, checkout):
     peaks = tmp_path / "state" / "peaks.json"
-    rc, data = play(tmp_path, ansible_env, checkout, "--check", compose_limits_use_measured=True, compose_limits_peaks_file=str(peaks))
+    rc, data = play(tmp_path, ansible_env, checkout, "--check", compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(peaks))
     assert rc == 0, data
     assert not peaks.parent.exists() and not (checkout / OVERRIDE).exists()
 
@@ -136,7 +136,7 @@ def test_check_mode_creates_no_peaks_file(tmp_path, ansible_env, checkout):
 def test_a_damaged_peaks_file_fails_before_anything_is_written(tmp_path, ansible_env, checkout):
     peaks = tmp_path / "peaks.json"
     peaks.write_text(json.dumps({"web": "a lot"}))
-    rc, data = play(tmp_path, ansible_env, checkout, compose_limits_use_measured=True, compose_limits_peaks_file=str(peaks))
+    rc, data = play(tmp_path, ansible_env, checkout, compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(peaks))
     assert rc != 0
     assert "remembered peak of web must be a positive integer of MiB" in json.dumps(data)
     assert not (checkout / OVERRIDE).exists() and json.loads(peaks.read_text()) == {"web": "a lot"}

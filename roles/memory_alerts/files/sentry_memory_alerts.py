@@ -63,6 +63,7 @@ DEFAULTS = {
     "growth_min_bytes": 16 * MIB,
     "resend_interval_seconds": 4 * 3600,
     "state_file": "/var/lib/sentry-selfhosted-memory/memory-alerts-state.json",
+    "peaks_file": hm.DEFAULT_PEAKS_FILE,
     "journal": True,
     "journal_summary": True,
     "metrics_file": None,
@@ -94,7 +95,7 @@ SHAPES = {
     "warning_ratio": "ratio", "critical_ratio": "ratio", "service_warning_ratio": "ratio",
     "trend_window_seconds": "number", "trend_min_samples": "number", "trend_horizon_seconds": "number",
     "trend_warning_seconds": "number", "growth_min_bytes": "number", "resend_interval_seconds": "number",
-    "state_file": "string", "journal": "bool", "journal_summary": "bool", "metrics_file": "string?",
+    "state_file": "string", "peaks_file": "string?", "journal": "bool", "journal_summary": "bool", "metrics_file": "string?",
     "webhook_url_file": "string?", "webhook_format": "string", "webhook_timeout": "positive",
 }
 
@@ -228,8 +229,8 @@ def container_growth(history, now, config):
     """Per container: bytes grown over the window (Theil-Sen slope x time covered), largest first."""
     series = {}
     for entry in window(history, now, config["trend_window_seconds"]):
-        for name, usage in entry["s"].items():
-            series.setdefault(name, []).append((entry["t"], usage))
+        for name, use in entry["s"].items():
+            series.setdefault(name, []).append((entry["t"], use))
     growth = []
     for name, points in series.items():
         if len(points) < config["trend_min_samples"]:
@@ -249,7 +250,7 @@ def record(history, sample_, now, config):
         "t": now,
         "relay": sample_["relay"]["used"],
         "rk": relay_key(sample_["relay"]),
-        "s": dict((c["name"], c["usage"]) for c in sample_["containers"] if "usage" in c),
+        "s": dict((c["name"], c["use"]) for c in sample_["containers"] if "use" in c),
     }
     kept = [h for h in window(history, now, config["trend_window_seconds"]) if h["t"] < now]
     kept.append(entry)
@@ -334,13 +335,14 @@ def evaluate(config, sample_, levels, trend, growth, previous_levels):
         key = "container:%s" % container["name"]
         seen.add(key)
         limit = container.get("limit")
-        if not limit or "usage" not in container:
+        if not limit or "use" not in container:
             continue
-        ratio = container["usage"] / float(limit)
+        # What the container uses, not its page cache: the kernel drops that before the limit kills anything.
+        ratio = container["use"] / float(limit)
         alerts[key] = {
             "level": "warning" if ratio >= config["service_warning_ratio"] else "ok",
             "message": "%s (service %s) uses %s of its %s limit (%.0f%%; warning at %.0f%%)"
-                       % (container["name"], container["service"], human(container["usage"]), human(limit),
+                       % (container["name"], container["service"], human(container["use"]), human(limit),
                           100 * ratio, 100 * config["service_warning_ratio"]),
         }
     for key, old in previous_levels.items():
@@ -510,6 +512,9 @@ def render_metrics(sample_, levels, trend, growth, alerts):
     def labels(c):
         return {"service": c["service"], "container": c["name"]}
 
+    m.add(p + "container_use_bytes", "gauge",
+          "Container memory its limit cannot reclaim (anon, shmem and kernel memory; no page cache): the figure sized from.",
+          [(labels(c), c.get("use")) for c in containers])
     m.add(p + "container_usage_bytes", "gauge", "Container memory as docker stats shows it (usage less inactive file).",
           [(labels(c), c.get("usage")) for c in containers])
     m.add(p + "container_anon_bytes", "gauge", "Container anonymous memory.", [(labels(c), c.get("anon")) for c in containers])
@@ -651,6 +656,23 @@ def load_state(path, journal):
     return {"version": 1, "alerts": {}, "history": []}
 
 
+def record_use_peaks(path, containers, now):
+    """Add this sample's use to the history of peaks compose_limits plans from; True when the file changed."""
+    try:
+        peaks = hp.read_own_json(path)
+    except ValueError as exc:
+        raise ValueError("the history of peaks %s is damaged (%s); compose_limits_forget_peaks starts it afresh" % (path, exc))
+    problem = peaks is not None and hm.peaks_shape_error(peaks)
+    if problem:
+        raise ValueError("the history of peaks %s is damaged (%s); compose_limits_forget_peaks starts it afresh" % (path, problem))
+    recorded = hm.record_peaks(peaks, containers, now)
+    if recorded == peaks:
+        return False
+    sc.private_directory(os.path.dirname(path))
+    hp.write_atomic(path, json.dumps(recorded, sort_keys=True, indent=1) + "\n", 0o600)
+    return True
+
+
 def save_state(path, state):
     # Only root may place files where root's state lives.
     sc.private_directory(os.path.dirname(path))
@@ -718,6 +740,12 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
             else:
                 mark_sent(state, notifications, "webhook", now)
                 clear_events(state, "webhook")
+    if config["peaks_file"]:
+        try:
+            record_use_peaks(config["peaks_file"], sample_["containers"], now)
+        except (IOError, OSError, ValueError, hp.UntrustedFileError, sc.UnsafePathError) as exc:
+            failures += 1
+            journal.log("error", "cannot record the peaks of use: %s" % exc)
     try:
         save_state(config["state_file"], state)
     except (IOError, OSError, sc.UnsafePathError) as exc:

@@ -76,7 +76,7 @@ def no_docker(name):
 
 def make_config(tmp_path, **overrides):
     values = {"project_dir": str(tmp_path / "checkout"), "state_file": str(tmp_path / "state" / "state.json"),
-              "host": "sentry-1"}
+              "peaks_file": str(tmp_path / "state" / "use-peaks.json"), "host": "sentry-1"}
     values.update(overrides)
     return alerts.make_config(values)
 
@@ -121,6 +121,7 @@ def test_sample_v2_relay_2408_unlimited_measures_the_whole_host(tmp_path):
     assert got["relay"]["total"] == 15988708 * 1024
     assert got["containers_listed"] is True
     assert got["containers"][0]["usage"] == 1610612736 - 41943040
+    assert got["containers"][0]["use"] == 1468006400
     assert got["oom_kills"] == 3
     assert got["pressure"]["some"]["avg10"] == 12.5
     # One docker ps and one docker inspect per run, never docker stats.
@@ -313,7 +314,7 @@ def test_container_growth_names_the_grower():
 def test_record_keeps_only_the_window():
     config = alerts.make_config({})
     hist = []
-    sample = {"relay": relay(GIB), "containers": [{"name": "c", "usage": 5}]}
+    sample = {"relay": relay(GIB), "containers": [{"name": "c", "use": 5, "usage": 50}]}
     for minute in range(100):
         hist = alerts.record(hist, sample, minute * 60.0, config)
     assert len(hist) == 61
@@ -391,9 +392,10 @@ def test_channels_are_told_independently(tmp_path):
 
 def test_container_warning_at_its_limit_fraction_and_gone_container_resolves(tmp_path):
     config = make_config(tmp_path, service_warning_ratio=0.9)
-    kafka = {"name": "sentry-self-hosted-kafka-1", "service": "kafka", "usage": int(1.875 * GIB), "limit": 2 * GIB}
-    web = {"name": "sentry-self-hosted-web-1", "service": "web", "usage": GIB, "limit": 2 * GIB}
-    free = {"name": "sentry-self-hosted-redis-1", "service": "redis", "usage": GIB, "limit": None}
+    kafka = {"name": "sentry-self-hosted-kafka-1", "service": "kafka", "use": int(1.875 * GIB), "limit": 2 * GIB}
+    # Page cache near the limit is no warning: the kernel drops it before the limit kills anything.
+    web = {"name": "sentry-self-hosted-web-1", "service": "web", "use": GIB, "usage": int(1.95 * GIB), "limit": 2 * GIB}
+    free = {"name": "sentry-self-hosted-redis-1", "service": "redis", "use": GIB, "limit": None}
     got = evaluate_used(config, GIB, containers=[kafka, web, free])
     assert got["container:sentry-self-hosted-kafka-1"]["level"] == "warning"
     assert "uses 1.9 GiB of its 2.0 GiB limit (94%; warning at 90%)" in got["container:sentry-self-hosted-kafka-1"]["message"]
@@ -626,6 +628,40 @@ def test_oom_kill_reaches_the_webhook_once(tmp_path):
     assert len(opener.requests) == 1
 
 
+def test_every_run_keeps_the_peaks_of_use_that_compose_limits_plans_from(tmp_path):
+    root, config = run_host(tmp_path, webhook_url_file=None)
+    peaks = tmp_path / "state" / "use-peaks.json"
+    assert run(config, root, 1000.0, Opener())[0] == 0
+    # relay's container uses 1400 MiB (anon; its 136 MiB of page cache is not use).
+    assert json.loads(peaks.read_text()) == {"version": 1, "since": 1000, "services": {"relay": {"mb": 1400, "at": 1000}}}
+    assert oct(os.stat(str(peaks)).st_mode & 0o777) == "0o600"
+    # Later runs at no higher use leave the file alone; the planner reads the same history.
+    before = os.stat(str(peaks)).st_mtime_ns
+    assert run(config, root, 1060.0, Opener())[0] == 0
+    assert os.stat(str(peaks)).st_mtime_ns == before
+
+
+@pytest.mark.parametrize("forge", ["group-writable", "symlink", "other-owner"])
+def test_a_history_of_peaks_another_user_controls_is_neither_read_nor_written(tmp_path, forge):
+    root, config = run_host(tmp_path, webhook_url_file=None)
+    (tmp_path / "state").mkdir()
+    peaks = tmp_path / "state" / "use-peaks.json"
+    forged = json.dumps({"version": 1, "since": 1, "services": {"relay": {"mb": 1, "at": 1}}})
+    if forge == "symlink":
+        (tmp_path / "elsewhere.json").write_text(forged)
+        peaks.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        peaks.write_text(forged)
+        os.chmod(str(peaks), 0o664 if forge == "group-writable" else 0o600)
+        if forge == "other-owner":
+            os.chown(str(peaks), 65534, 65534)
+    failures, log = run(config, root, 1000.0, Opener())
+    assert failures == 1
+    assert "<3>cannot record the peaks of use:" in log and "that only its owner may write" in log
+    target = tmp_path / "elsewhere.json" if forge == "symlink" else peaks
+    assert target.read_text() == forged
+
+
 def test_damaged_state_starts_afresh(tmp_path):
     root, config = run_host(tmp_path, webhook_url_file=None)
     (tmp_path / "state").mkdir()
@@ -667,7 +703,7 @@ def test_median_and_theil_sen_basics():
 def test_gone_container_resolution_is_retried_until_sent_then_forgotten(tmp_path):
     config = make_config(tmp_path)
     state = {"alerts": {}}
-    kafka = {"name": "k", "service": "kafka", "usage": int(1.95 * GIB), "limit": 2 * GIB}
+    kafka = {"name": "k", "service": "kafka", "use": int(1.95 * GIB), "limit": 2 * GIB}
 
     def step(now, containers, delivered):
         previous = dict((k, v["level"]) for k, v in state["alerts"].items())

@@ -5,17 +5,20 @@ import os
 import random
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sentry_selfhosted.memory.plugins.filter import memory_budget as mb
 
-from checkouts import FIXTURE, FIXTURE_24, service_profiles as checkout_services, upstream as upstream_dir, upstream_releases
+from checkouts import (FIXTURE, FIXTURE_24, busy_containers, busy_use, service_profiles as checkout_services,
+                       upstream as upstream_dir, upstream_releases)
 
 SMALL = ["kafka", "clickhouse", "postgres", "redis", "web", "relay", "nginx", "snuba-api",
          "snuba-errors-consumer", "events-consumer"]
 MIB = 1024 * 1024
+NOW = 1765000000  # 2025-12-06 05:46 UTC
+DAY = 86400
 
 
 RELEASES = [upstream_dir(tag) for tag in upstream_releases()]
@@ -29,14 +32,21 @@ def limits(result):
     return dict((n, s["mem_limit_mb"]) for n, s in result["services"].items())
 
 
-def assert_single_fault_rule(result):
-    """Each service at its limit, every other at its usual figure, plus the OS reserve: below Relay's threshold."""
+def assert_single_fault_rule(result, allowed=()):
+    """Each service at its limit, every other at its usual figure, plus the OS reserve: below Relay's threshold.
+
+    The services in ``allowed`` (the plan's past_rule) are the ones for which it does not hold; the warning names them."""
     usual = sum(s["usual_mb"] for s in result["services"].values())
     assert usual == result["usual_sum_mb"]
+    assert sorted(allowed) == result["past_rule"]
+    assert (result["warning"] is None) == (not result["past_rule"])
     for name, row in result["services"].items():
         worst = row["mem_limit_mb"] + usual - row["usual_mb"] + result["reserve_mb"]
-        assert worst <= int(result["relay_threshold"] * result["total_memory_mb"]), name
+        holds = worst <= int(result["relay_threshold"] * result["total_memory_mb"])
+        assert holds != (name in allowed), name
         assert row["floor_mb"] <= row["mem_limit_mb"], name
+        # Written limits are whole 64 MiB steps, or the service's floor where the step would go below it.
+        assert row["mem_limit_mb"] % 64 == 0 or row["mem_limit_mb"] == row["floor_mb"], name
         assert row["mem_reservation_mb"] == row["usual_mb"] <= row["mem_limit_mb"], name
         assert row["memswap_limit_mb"] in (row["mem_limit_mb"], 2 * row["mem_limit_mb"])
 
@@ -51,10 +61,33 @@ def test_a_real_checkout_is_sized_with_the_defaults_at_upstreams_sizes(path, pro
     assert result["fits"], result["refusal"]
     expected = [s["name"] for s in services if not s["profiles"] or profile in s["profiles"]]
     assert sorted(result["services"]) == sorted(expected)
-    assert_single_fault_rule(result)
+    if profile == "feature-complete":
+        # Upstream's full size: the rule holds for every service, with no warning.
+        assert_single_fault_rule(result)
+    else:
+        # 8 GiB for errors-only is tight: a plan always, a warning naming the services the rule misses.
+        assert_single_fault_rule(result, result["past_rule"])
+    assert result["history"]["text"] == "no containers measured: planned from the table of usual figures"
     if profile == "feature-complete" and len(expected) > 50:
         # 57-74 services: the limits add up to more than RAM, and the plan says so.
         assert result["overcommitted"] and result["sum_mb"] > ram
+
+
+@upstream
+@pytest.mark.parametrize("path", RELEASES, ids=os.path.basename)
+def test_a_fresh_feature_complete_host_is_planned_for_what_healthy_stacks_report(path):
+    services = checkout_services(path)
+    for threshold in (0.95, 0.8):
+        result = mb.plan(services, 16384, profiles=["feature-complete"], relay_threshold=threshold)
+        rows = result["services"]
+        # At least 9 GiB of usual use (self-hosted #2539, #3053, #3330, #3467), the rule still holding.
+        assert result["usual_sum_mb"] >= 9 * 1024
+        assert_single_fault_rule(result)
+        # ClickHouse keeps 1.5 GiB of its own (MAX_MEMORY_USAGE_RATIO of its limit).
+        assert rows["clickhouse"]["mem_limit_mb"] * mb.CLICKHOUSE_RATIO >= 1536
+        for name in ("taskworker", "launchpad-taskworker"):
+            if name in rows:
+                assert rows[name]["mem_limit_mb"] >= rows[name]["floor_mb"] >= mb.DEFAULT_TABLE[[n for n, _ in mb.DEFAULT_TABLE].index(name)][1]["min"]
 
 
 @upstream
@@ -77,12 +110,13 @@ def test_a_larger_host_gets_larger_limits(path):
 
 @upstream
 @pytest.mark.parametrize("path", RELEASES, ids=os.path.basename)
-def test_feature_complete_on_8_gib_is_refused_with_options_that_fit(path):
+def test_feature_complete_below_the_installers_minimum_is_refused_with_options_that_fit(path):
     services = checkout_services(path)
     result = mb.plan(services, 8192, profiles=["feature-complete"])
     assert not result["fits"] and "services" not in result
     text = result["refusal"]
     assert text.count(". ") == 1 and text.endswith(".")  # one sentence, then the options
+    assert "below the 14000 MB (13352 MiB) upstream's installer demands for the feature-complete profile" in text
     assert "add up to %d MiB" % result["usual_sum_mb"] in text and "8192 MiB RAM" in text
     assert "errors-only profile" in text
     assert mb.plan(services, 8192, profiles=["errors-only"])["fits"]
@@ -90,7 +124,9 @@ def test_feature_complete_on_8_gib_is_refused_with_options_that_fit(path):
     ram = result["ram_that_fits_gib"]
     assert "%d GiB of RAM or more" % ram in text and ram >= 14
     assert mb.plan(services, ram * 1024, profiles=["feature-complete"])["fits"]
-    assert ram == 14 or not mb.plan(services, (ram - 1) * 1024, profiles=["feature-complete"])["fits"]
+    # At the installer's minimum itself a plan is made.
+    assert mb.plan(services, 13352, profiles=["feature-complete"])["fits"]
+    assert not mb.plan(services, 13351, profiles=["feature-complete"])["fits"]
 
 
 @pytest.mark.parametrize("path", CHECKOUTS)
@@ -99,7 +135,7 @@ def test_the_plan_and_the_refusal_do_not_depend_on_the_order_of_the_services(pat
     shuffled = list(services)
     random.Random(7).shuffle(shuffled)
     for ram in (4096, 8192, 16384):
-        assert mb.plan(shuffled, ram) == mb.plan(services, ram)
+        assert mb.plan(shuffled, ram, now=NOW) == mb.plan(services, ram, now=NOW)
     assert list(mb.plan(shuffled, 16384)["services"]) == sorted(s["name"] for s in services)
 
 
@@ -121,6 +157,82 @@ def test_a_taskworker_with_more_workers_gets_more():
     assert eight["usual_mb"] == four["usual_mb"] + 4 * 64 and eight["floor_mb"] == four["floor_mb"] + 4 * 64
     with pytest.raises(mb.BudgetError, match="workers of taskworker must be a positive integer"):
         mb.plan([{"name": "taskworker", "workers": "four"}], 16384)
+
+
+# --- the busy host that has the outage ----------------------------------------------
+
+BUSY = [(release, "feature-complete", 16384, level) for release in upstream_releases() for level in (4, 8, 12, 14)] + [
+    (release, "errors-only", 8192, level) for release in upstream_releases() for level in (2, 4, 6)]
+
+
+@upstream
+@pytest.mark.parametrize("release, profile, ram, level", BUSY, ids=["%s-%s-%dGiB-in-use" % (r, p[0], lv) for r, p, _, lv in BUSY])
+def test_a_busy_host_always_gets_a_plan_from_what_it_uses(release, profile, ram, level):
+    path = upstream_dir(release)
+    use = busy_use(path, profile, level * 1024)
+    # A running stack's page cache (3 GiB in the stores' current and peak) is no use.
+    result = mb.plan(checkout_services(path), ram, profiles=[profile], measured=busy_containers(use), now=NOW)
+    assert result["fits"], result["refusal"]
+    rows = result["services"]
+    assert result["usual_sum_mb"] == level * 1024 == sum(use.values())
+    assert_single_fault_rule(result, result["past_rule"])
+    for name, mb_used in use.items():
+        margin = mb.STORE_MARGIN if name in mb.STORES else mb.MEASURED_MARGIN
+        assert rows[name]["usual_mb"] == mb_used and rows[name]["source"] == "measured", name
+        assert rows[name]["mem_limit_mb"] >= mb_used * margin, name
+    # Relay's usual use stays at least 15% below its own check against its own limit.
+    assert rows["relay"]["usual_mb"] * mb.RELAY_MARGIN <= rows["relay"]["mem_limit_mb"] * result["relay_threshold"]
+    assert result["history"]["text"].startswith("no history of peaks yet: planned from the use of now of %d services" % len(use))
+    if result["past_rule"]:
+        assert result["warning"].startswith("Less headroom than the rule wants: the usual figures of the %d services add up to %d MiB"
+                                            % (len(use), level * 1024))
+        assert "swap" in result["warning"] and "GiB of RAM or more" in result["warning"]
+    if profile == "feature-complete" and level <= 12:
+        # Up to 12 GiB in use on 16 GiB the rule holds for every service.
+        assert result["past_rule"] == [], result["warning"]
+
+
+def test_page_cache_is_not_use():
+    measured = [{"service": "kafka", "use": 1080 * MIB, "anon": 1080 * MIB, "current": 3180 * MIB, "usage": 3180 * MIB,
+                 "peak": 3182 * MIB}]
+    kafka = mb.plan(SMALL, 16384, measured=measured)["services"]["kafka"]
+    assert kafka["usual_mb"] == 1080 and kafka["floor_mb"] == max(2048, 1620)
+
+
+def test_a_service_is_never_limited_below_its_use_plus_a_margin():
+    measured = [{"service": "web", "use": 2500 * MIB}, {"service": "postgres", "use": 1000 * MIB},
+                {"service": "nginx", "use": 10 * MIB}]
+    rows = mb.plan(SMALL, 16384, measured=measured)["services"]
+    assert rows["web"]["floor_mb"] == 3000 and rows["web"]["usual_mb"] == 2500
+    assert rows["postgres"]["floor_mb"] == 1500  # a store: 50% more
+    assert rows["nginx"]["floor_mb"] == 128 and rows["nginx"]["usual_mb"] == 10  # its row's minimum stays
+
+
+def test_rounding_never_decides_whether_the_rule_holds():
+    # 74 services each a little above a 64 MiB step: summed exactly, not rounded up (74 x 63 MiB would be 4.6 GiB).
+    names = ["consumer-%02d-consumer" % i for i in range(74)]
+    measured = [{"service": n, "use": 65 * MIB} for n in names]
+    result = mb.plan(names, 8192, measured=measured, now=NOW)
+    assert result["usual_sum_mb"] == 74 * 65
+    assert all(row["mem_limit_mb"] % 64 == 0 for row in result["services"].values())
+    assert_single_fault_rule(result, result["past_rule"])
+
+
+def test_usual_use_past_the_threshold_still_gets_the_safest_limits_and_a_warning():
+    # 16000 MiB in use on 16 GiB, the table's figures for the other services on top.
+    use = {"kafka": 4000, "clickhouse": 4000, "web": 4000, "relay": 3000, "postgres": 1000}
+    result = mb.plan(SMALL, 16384, measured=[{"service": n, "use": v * MIB} for n, v in use.items()])
+    assert result["fits"] and result["headroom_mb"] < 0
+    assert result["past_rule"] == sorted(SMALL)
+    assert "compose_limits_forget_peaks" in result["warning"]
+    for row in result["services"].values():
+        assert row["mem_limit_mb"] == row["floor_mb"]
+
+
+def test_an_override_that_breaks_the_rule_is_written_with_a_warning():
+    result = mb.plan(SMALL, 16384, overrides={"web": 15000})
+    assert result["fits"] and result["services"]["web"]["mem_limit_mb"] == 15000
+    assert result["past_rule"] == ["web"] and "web needs" in result["warning"]
 
 
 # --- strict mode ---------------------------------------------------------------
@@ -159,11 +271,6 @@ def test_overrides_are_exact_and_unknown_ones_refused():
         mb.plan(SMALL, 32768, overrides={"web": "2g"})
 
 
-def test_an_override_that_breaks_the_rule_is_refused_as_a_plan():
-    result = mb.plan(SMALL, 16384, overrides={"web": 15000})
-    assert not result["fits"] and "web needs" in result["refusal"]
-
-
 @pytest.mark.parametrize("row, message", [
     ({"web": {"minimum": 1}}, "unknown keys"),
     ({"web": {"typical": 100}}, "typical is now usual"),
@@ -178,9 +285,9 @@ def test_bad_table_rows_are_refused(row, message):
 
 
 def test_unknown_services_get_the_default_row_and_table_rows_merge():
-    result = mb.plan(["sidecar"], 4096, table={"sidecar": {"min": 700}})
+    result = mb.plan(["sidecar"], 8192, table={"sidecar": {"min": 700}})
     assert result["services"]["sidecar"]["floor_mb"] == 700
-    assert mb.plan(["sidecar"], 4096)["services"]["sidecar"]["floor_mb"] == mb.DEFAULT_ROW["min"]
+    assert mb.plan(["sidecar"], 8192)["services"]["sidecar"]["floor_mb"] == mb.DEFAULT_ROW["min"]
 
 
 def test_profiles_filter_dict_services():
@@ -206,72 +313,75 @@ def test_filter_wraps_errors_and_table_lines():
         mb.memory_budget(SMALL, 16384, ratio=2)
     result = mb.plan(SMALL, 16384)
     lines = mb.memory_budget_table(result)
-    assert len(lines) == len(SMALL) + 3
-    assert lines[-2].startswith("usual use %d MiB of %d MiB below Relay's threshold" % (result["usual_sum_mb"], result["threshold_mb"]))
-    assert lines[-1].startswith("limits add up to %d MiB" % result["sum_mb"])
+    assert len(lines) == len(SMALL) + 4
+    assert lines[-1] == result["history"]["text"]
+    assert lines[-3].startswith("usual use %d MiB of %d MiB below Relay's threshold" % (result["usual_sum_mb"], result["threshold_mb"]))
+    assert lines[-2].startswith("limits add up to %d MiB" % result["sum_mb"])
     assert mb.memory_budget_table(mb.plan(SMALL, 4096)) == [mb.plan(SMALL, 4096)["refusal"]]
 
 
-# --- measured sizing -------------------------------------------------------------
+# --- measured sizing and the history of peaks ---------------------------------------
 
-def test_measured_peak_raises_the_floor_and_sets_usual_use():
-    measured = [
-        {"service": "web", "current": 1500 * MIB, "peak": 2500 * MIB},
-        {"service": "web", "current": 900 * MIB, "peak": 1000 * MIB},  # a second replica: largest counts
-        {"service": "nginx", "current": 10 * MIB, "peak": 20 * MIB},   # below its minimum: minimum stays
-        {"service": "relay", "error": "gone"},
-    ]
-    result = mb.plan(SMALL, 16384, measured=measured)
-    web = result["services"]["web"]
-    # 2500 MiB rounds up to 2560 (40 steps of 64 MiB); the floor is that plus 20%.
-    assert web["floor_mb"] == 3072 and web["source"] == "measured" and web["usual_mb"] == 2560
-    assert result["services"]["nginx"]["floor_mb"] == 128 and result["services"]["nginx"]["usual_mb"] == 64
-    assert result["services"]["relay"]["source"] == "table"
-    assert result["measured_peaks_mb"] == {"web": 2560, "nginx": 64}
-    assert_single_fault_rule(result)
-
-
-def test_a_service_far_above_its_row_is_a_suspected_leak_that_lifts_nothing():
+def test_a_leak_is_suspected_lifts_nothing_and_is_not_remembered():
     # ingest-replay-recordings reported at 9.3 GB after 21 days (self-hosted #4294).
-    measured = [{"service": "ingest-replay-recordings", "current": 9300 * MIB, "peak": 9300 * MIB},
-                {"service": "web", "current": 1200 * MIB, "peak": 1300 * MIB}]
+    measured = [{"service": "ingest-replay-recordings", "use": 9300 * MIB},
+                {"service": "web", "use": 1200 * MIB}]
     names = SMALL + ["ingest-replay-recordings"]
-    result = mb.plan(names, 16384, measured=measured)
+    result = mb.plan(names, 16384, measured=measured, now=NOW)
     leak = result["services"]["ingest-replay-recordings"]
     table = mb.plan(names, 16384)["services"]["ingest-replay-recordings"]
-    assert result["suspected_leaks"] == ["ingest-replay-recordings"] and leak["suspected_leak_mb"] == 9344
+    assert result["suspected_leaks"] == ["ingest-replay-recordings"] and leak["suspected_leak_mb"] == 9300
     assert leak["source"] == "table" and leak["usual_mb"] == table["usual_mb"] and leak["floor_mb"] == table["floor_mb"]
-    assert "ingest-replay-recordings" not in result["measured_peaks_mb"] and "web" in result["measured_peaks_mb"]
+    assert result["peaks"]["services"] == {"web": {"mb": 1200, "at": NOW}}
     assert_single_fault_rule(result)
-    assert any("suspected leak: measured 9344 MiB" in line for line in mb.memory_budget_table(result))
+    assert any("suspected leak: measured 9300 MiB" in line for line in mb.memory_budget_table(result))
 
 
-def test_measured_use_that_does_not_fit_is_refused_with_the_forget_option():
-    measured = [{"service": n, "current": 1000 * MIB, "peak": 1000 * MIB} for n in SMALL]
-    result = mb.plan(SMALL, 8192, measured=measured)
-    assert not result["fits"] and "compose_limits_forget_peaks" in result["refusal"]
+def test_the_peaks_of_use_are_recorded_with_their_time_and_planned_from():
+    first = mb.plan(SMALL, 16384, measured=[{"service": "web", "use": 1500 * MIB}, {"service": "kafka", "use": 1300 * MIB}], now=NOW)
+    assert first["peaks"] == {"version": 1, "since": NOW, "services": {"web": {"mb": 1500, "at": NOW},
+                                                                        "kafka": {"mb": 1300, "at": NOW}}}
+    # A day later web was restarted (its use is low again) and kafka grew: web keeps its peak, kafka's moves.
+    later = NOW + 2 * DAY
+    second = mb.plan(SMALL, 16384, measured=[{"service": "web", "use": 300 * MIB}, {"service": "kafka", "use": 1400 * MIB}],
+                     remembered_peaks=first["peaks"], now=later)
+    assert second["services"]["web"]["usual_mb"] == 1500 and second["services"]["kafka"]["usual_mb"] == 1400
+    assert second["peaks"]["services"] == {"web": {"mb": 1500, "at": NOW}, "kafka": {"mb": 1400, "at": later}}
+    assert second["peaks"]["since"] == NOW
+    assert second["history"] == {"since": NOW, "days": 2.0, "measured": 2,
+                                 "text": "planned from the peaks of use of 2 services recorded since 2025-12-06 05:46 UTC (2.0 days)"}
+    assert mb.memory_budget_table(second)[-1] == second["history"]["text"]
 
 
-def test_moving_use_inside_one_step_gives_the_same_plan():
-    first = [{"service": "web", "current": 1200 * MIB, "peak": 2500 * MIB},
-             {"service": "kafka", "current": 1300 * MIB, "peak": 1500 * MIB}]
-    second = [{"service": "web", "current": 1900 * MIB, "peak": 2520 * MIB},
-              {"service": "kafka", "current": 1400 * MIB, "peak": 1530 * MIB}]
-    assert mb.plan(SMALL, 16384, measured=first) == mb.plan(SMALL, 16384, measured=second)
+def test_use_below_the_remembered_peaks_gives_the_same_plan():
+    first = mb.plan(SMALL, 16384, measured=[{"service": "web", "use": 1500 * MIB}], now=NOW)
+    again = mb.plan(SMALL, 16384, measured=[{"service": "web", "use": 900 * MIB}], remembered_peaks=first["peaks"], now=NOW + 60)
+    assert dict(again, history=None) == dict(first, history=None)
 
 
-def test_a_remembered_peak_keeps_the_plan_after_a_restart():
-    before = [{"service": "web", "current": 1200 * MIB, "peak": 2500 * MIB}]
-    after = [{"service": "web", "current": 300 * MIB, "peak": 310 * MIB}]
-    first = mb.plan(SMALL, 16384, measured=before)
-    assert mb.plan(SMALL, 16384, measured=after, remembered_peaks_mb=first["measured_peaks_mb"]) == first
-    assert mb.plan(SMALL, 16384, measured=after) != first
+@pytest.mark.parametrize("bad, message", [
+    ({"version": 1, "since": NOW, "services": {"web": 1500}}, "the record of 'web' is not"),
+    ({"version": 1, "since": NOW, "services": {"web": {"mb": True, "at": NOW}}}, "the record of 'web' is not"),
+    ({"version": 1, "since": float("nan"), "services": {}}, "'since' is not a time"),
+    ({"web": 1536}, "not a version 1 peaks history"),
+    ({"version": 1, "since": NOW, "services": {"web": {"mb": 10 ** 300, "at": NOW}}}, "the record of 'web' is not"),
+])
+def test_a_malformed_history_is_refused(bad, message):
+    with pytest.raises(mb.BudgetError, match="remembered_peaks: .*" + message):
+        mb.plan(SMALL, 16384, remembered_peaks=bad)
 
 
-@pytest.mark.parametrize("bad", [0, -64, "512", 1.5, True])
-def test_a_remembered_peak_that_is_not_a_positive_integer_is_refused(bad):
-    with pytest.raises(mb.BudgetError, match="remembered peak of web must be a positive integer"):
-        mb.plan(SMALL, 16384, remembered_peaks_mb={"web": bad})
+@pytest.mark.parametrize("bad, message", [
+    (["web"], "measured containers must be dicts"),
+    ([{"service": "web", "use": float("nan")}], "use of web must be a number"),
+    ([{"service": "web", "use": float("inf")}], "use of web must be a number"),
+    ([{"service": "web", "use": True}], "use of web must be a number"),
+    ([{"service": "web", "use": 10 ** 300}], "use of web must be a number"),
+    ([{"service": "web", "use": "1g"}], "use of web must be a number"),
+])
+def test_malformed_measurements_are_refused(bad, message):
+    with pytest.raises(mb.BudgetError, match=message):
+        mb.plan(SMALL, 16384, measured=bad)
 
 
 # --- knobs -----------------------------------------------------------------------
@@ -311,25 +421,26 @@ NAMES = st.lists(st.sampled_from(SMALL + ["worker", "taskworker", "symbolicator"
 
 @settings(max_examples=300, deadline=None)
 @given(NAMES, st.integers(1024, 262144), st.booleans(), st.data())
-def test_property_the_rule_holds_or_the_plan_is_refused(names, ram, strict, data):
-    measured = [{"service": n, "current": data.draw(st.integers(1, 4096)) * MIB, "peak": data.draw(st.integers(1, 12288)) * MIB}
+def test_property_a_plan_above_the_installers_minimum_and_the_rule_or_its_warning(names, ram, strict, data):
+    measured = [{"service": n, "use": data.draw(st.integers(1, 12288)) * MIB}
                 for n in data.draw(st.lists(st.sampled_from(names), unique=True))]
     try:
-        result = mb.plan(names, ram, measured=measured, strict=strict)
+        result = mb.plan(names, ram, measured=measured, strict=strict, now=NOW)
     except mb.BudgetError as exc:
         assert ram <= 512 or "kafka" in str(exc), str(exc)
         return
     if not result["fits"]:
+        assert strict or ram * MIB < 7000 * 1000 * 1000
         assert result["ram_that_fits_gib"] * 1024 > ram
         assert mb.plan(names, result["ram_that_fits_gib"] * 1024, measured=measured, strict=strict)["fits"]
         return
-    assert_single_fault_rule(result)
+    assert_single_fault_rule(result, result["past_rule"])
     if strict:
-        assert result["sum_mb"] <= result["budget_mb"] <= ram * 0.75
+        assert result["past_rule"] == [] and result["sum_mb"] <= result["budget_mb"] <= ram * 0.75
 
 
 @settings(max_examples=200, deadline=None)
-@given(NAMES, st.integers(4096, 131072), st.integers(0, 65536), st.booleans())
+@given(NAMES, st.integers(8192, 131072), st.integers(0, 65536), st.booleans())
 def test_property_limits_grow_with_ram(names, ram, more, strict):
     small = mb.plan(names, ram, strict=strict)
     if not small["fits"]:
@@ -342,17 +453,13 @@ def test_property_limits_grow_with_ram(names, ram, more, strict):
 
 @settings(max_examples=200, deadline=None)
 @given(NAMES, st.integers(8192, 131072), st.data())
-def test_property_use_moving_inside_its_step_keeps_the_plan(names, ram, data):
-    # Two runs see each container at another point of the same 64 MiB step of
-    # its peak, and at any current use up to it: the same plan, so a re-run
-    # rewrites nothing and recreates nothing.
-    steps = dict((n, data.draw(st.integers(1, 96))) for n in data.draw(st.lists(st.sampled_from(names), unique=True)))
-
-    def seen():
-        runs = []
-        for name, step in steps.items():
-            peak = data.draw(st.integers((step - 1) * 64 * MIB + 1, step * 64 * MIB))
-            runs.append({"service": name, "peak": peak, "current": data.draw(st.integers(0, peak))})
-        return runs
-
-    assert mb.plan(names, ram, measured=seen()) == mb.plan(names, ram, measured=seen())
+def test_property_a_rerun_below_the_remembered_peaks_keeps_the_plan(names, ram, data):
+    # The second run sees every container at or below the peak the first run
+    # remembered: the same limits, so a re-run rewrites and recreates nothing.
+    peaks = dict((n, data.draw(st.integers(1, 6144))) for n in data.draw(st.lists(st.sampled_from(names), unique=True)))
+    first = mb.plan(names, ram, measured=[{"service": n, "use": v * MIB} for n, v in peaks.items()], now=NOW)
+    lower = [{"service": n, "use": data.draw(st.integers(0, v * MIB))} for n, v in peaks.items()]
+    second = mb.plan(names, ram, measured=lower, remembered_peaks=first.get("peaks"), now=NOW + DAY)
+    # A suspected leak is not remembered (once restarted it is measured afresh): that case is another test's.
+    assume(first["fits"] and not first["suspected_leaks"])
+    assert second["services"] == first["services"] and second["peaks"] == first["peaks"]
