@@ -98,6 +98,7 @@ def part_one(count, runs):
         os.makedirs(os.path.join(tmp, "metrics"))
         config = alerts.make_config({"project_dir": os.path.join(tmp, "checkout"),
                                      "state_file": os.path.join(tmp, "state", "state.json"),
+                                     "peaks_file": os.path.join(tmp, "state", "use-peaks.json"),
                                      "metrics_file": os.path.join(tmp, "metrics", "sentry_memory.prom"), "host": "bench"})
 
         def which(name):

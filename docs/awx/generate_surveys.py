@@ -37,7 +37,7 @@ SURVEYS = os.path.join(REPO, "docs", "awx", "surveys")
 SITE_ORDER = ["swap", "compose_limits", "relay_health", "memory_alerts", "restart_timer"]
 ROLE_PLAYBOOKS = {"site": SITE_ORDER, "upgrade": ["upgrade"]}
 # Per-host, set in the inventory: a survey answer would give every host the same checkout.
-INVENTORY_ONLY = {"sentry_selfhosted_dir", "sentry_selfhosted_docker"}
+INVENTORY_ONLY = {"sentry_selfhosted_dir", "sentry_selfhosted_docker", "sentry_selfhosted_peaks_file"}
 # Playbook surveys: playbook -> (variable prefix, module whose options the variables feed).
 PLAYBOOKS = {
     "audit": ("audit", "memory_info"),

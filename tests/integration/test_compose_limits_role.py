@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -47,8 +48,9 @@ def test_role_writes_then_is_idempotent_and_check_mode_shows_a_diff(tmp_path, an
     assert rc == 0, data
     assert data["stats"]["localhost"]["changed"] == 1
     table = task(data, "Show the plan")["msg"]
-    assert table[-2].startswith("usual use ") and "(95% of 16384 MiB RAM, less 512 MiB for the OS)" in table[-2]
-    assert table[-1].startswith("limits add up to ")
+    assert table[-3].startswith("usual use ") and "(95% of 16384 MiB RAM, less 512 MiB for the OS)" in table[-3]
+    assert table[-2].startswith("limits add up to ")
+    assert table[-1] == "no containers measured: planned from the table of usual figures"
     written = (checkout / OVERRIDE).read_text()
     assert "mem_limit:" in written and "KAFKA_HEAP_OPTS" in written
 
@@ -73,10 +75,11 @@ def test_check_mode_on_a_fresh_checkout_writes_nothing(tmp_path, ansible_env, ch
 @pytest.mark.parametrize("role_vars, message", [
     (dict(compose_limits_ratio=1.5), "compose_limits_ratio must be in (0, 1)"),
     (dict(compose_limits_overrides={"worker": 512}), "overrides name services the checkout does not run: worker"),
-    (dict(compose_limits_total_memory_mb=4096), "but this host keeps only 3379 MiB below Relay's threshold"),
+    (dict(compose_limits_total_memory_mb=4096), "This host has 4096 MiB of RAM, below the 14000 MB (13352 MiB) upstream's installer"),
+    (dict(compose_limits_total_memory_mb=4096), "but this host keeps 3379 MiB below Relay's threshold"),
     (dict(compose_limits_total_memory_mb=4096), "Options: 14 GiB of RAM or more."),
     (dict(compose_limits_total_memory_mb=4096), "docker-compose.override.yml was left as it was."),
-    (dict(compose_limits_total_memory_mb=12288, compose_limits_strict=True), "In strict mode the 12 services need"),
+    (dict(compose_limits_total_memory_mb=14336, compose_limits_strict=True), "In strict mode the 12 services need"),
     (dict(compose_limits_table={"web": {"typical": 100}}), "typical is now usual"),
     (dict(sentry_selfhosted_dir="/nonexistent/sentry"), "is not a self-hosted Sentry checkout"),
 ])
@@ -97,18 +100,23 @@ def web_limit_mb(checkout):
 def test_remembered_peaks_count_as_measured_and_are_kept_for_the_next_run(tmp_path, ansible_env, checkout):
     peaks = tmp_path / "state" / "peaks.json"
     peaks.parent.mkdir()
-    # web peaked at 2500 MiB before its last restart; worker is not a service of this checkout.
-    peaks.write_text(json.dumps({"web": 2500, "worker": 900}))
+    # Two days ago web peaked at 2500 MiB of use; worker is not a service of this checkout.
+    since = int(time.time()) - 2 * 86400
+    peaks.write_text(json.dumps({"version": 1, "since": since, "services": {"web": {"mb": 2500, "at": since},
+                                                                            "worker": {"mb": 900, "at": since}}}))
     measured = dict(compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(peaks), compose_limits_total_memory_mb=24576)
 
     rc, data = play(tmp_path, ansible_env, checkout, **measured)
     assert rc == 0, data
-    assert [line for line in task(data, "Show the plan")["msg"] if line.startswith("web ")][0].endswith("measured")
-    # 2500 rounds up to 2560 MiB; the need is that plus 20%.
-    assert web_limit_mb(checkout) >= 3072
+    table = task(data, "Show the plan")["msg"]
+    assert [line for line in table if line.startswith("web ")][0].endswith("measured")
+    assert table[-1].startswith("planned from the peaks of use of 1 services recorded since ") and table[-1].endswith("(2.0 days)")
+    # The lowest limit is the peak plus 20%.
+    assert web_limit_mb(checkout) >= 3000
     remembered = json.loads(peaks.read_text())
-    assert remembered.get("web") == 2560 and "worker" not in remembered
-    assert oct(peaks.stat().st_mode & 0o777) == "0o644"
+    # The history keeps what it had (worker too: another checkout's run may need it), and its start.
+    assert remembered["services"]["web"] == {"mb": 2500, "at": since} and remembered["since"] == since
+    assert oct(peaks.stat().st_mode & 0o777) == "0o600"
 
     rc, data = play(tmp_path, ansible_env, checkout, **measured)
     assert rc == 0 and data["stats"]["localhost"]["changed"] == 0, data
@@ -116,13 +124,31 @@ def test_remembered_peaks_count_as_measured_and_are_kept_for_the_next_run(tmp_pa
     rc, data = play(tmp_path, ansible_env, checkout, compose_limits_forget_peaks=True, **measured)
     assert rc == 0, data
     assert [line for line in task(data, "Show the plan")["msg"] if line.startswith("web ")][0].endswith("table")
-    assert "web" not in json.loads(peaks.read_text())
+    assert json.loads(peaks.read_text())["services"] == {}
+
+
+@pytest.mark.parametrize("forge", ["group-writable", "symlink"])
+def test_a_history_of_peaks_another_user_could_write_is_refused(tmp_path, ansible_env, checkout, forge):
+    peaks = tmp_path / "peaks.json"
+    history = json.dumps({"version": 1, "since": 1, "services": {"web": {"mb": 64, "at": 1}}})
+    if forge == "symlink":
+        (tmp_path / "elsewhere.json").write_text(history)
+        peaks.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        peaks.write_text(history)
+        os.chmod(str(peaks), 0o666)
+    rc, data = play(tmp_path, ansible_env, checkout, compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(peaks))
+    assert rc != 0
+    text = json.dumps(data)
+    assert "(sentry_selfhosted_peaks_file) is %s" % ("a symlink" if forge == "symlink" else "writable by others (mode 0666)") in text
+    assert not (checkout / OVERRIDE).exists() and peaks.read_text() == history
 
 
 def test_check_mode_on_a_host_too_small_warns_and_finishes(tmp_path, ansible_env, checkout):
     rc, data = play(tmp_path, ansible_env, checkout, "--check", compose_limits_total_memory_mb=4096)
     assert rc == 0, data
-    assert task(data, "Warn that a real run would stop here")["msg"].startswith("WARNING (check mode; a real run stops here): The usual")
+    assert task(data, "Warn that a real run would stop here")["msg"].startswith(
+        "WARNING (check mode; a real run stops here): This host has 4096 MiB of RAM, below the 14000 MB")
     assert data["stats"]["localhost"]["changed"] == 0 and not (checkout / OVERRIDE).exists()
 
 
@@ -138,5 +164,5 @@ def test_a_damaged_peaks_file_fails_before_anything_is_written(tmp_path, ansible
     peaks.write_text(json.dumps({"web": "a lot"}))
     rc, data = play(tmp_path, ansible_env, checkout, compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(peaks))
     assert rc != 0
-    assert "remembered peak of web must be a positive integer of MiB" in json.dumps(data)
+    assert "memory_budget: remembered_peaks: not a version 1 peaks history" in json.dumps(data)
     assert not (checkout / OVERRIDE).exists() and json.loads(peaks.read_text()) == {"web": "a lot"}

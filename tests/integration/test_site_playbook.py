@@ -272,4 +272,25 @@ def test_limits_are_planned_with_the_threshold_relay_health_writes(ansible_env, 
     plans = [t["hosts"]["localhost"]["msg"] for play in data["plays"] for t in play["tasks"]
              if t["task"]["name"].endswith("Show the plan") and "msg" in t["hosts"]["localhost"]]
     assert plans, task_names(data)
-    assert "below Relay's threshold (90% of 16384 MiB RAM" in plans[0][-2], plans[0][-2]
+    assert "below Relay's threshold (90% of 16384 MiB RAM" in plans[0][-3], plans[0][-3]
+
+
+def test_a_host_whose_limits_are_refused_still_gets_relays_thresholds_and_the_run_fails(ansible_env, checkout):
+    """Below upstream's installer minimum compose_limits refuses and writes nothing; relay_health still writes
+    Relay's thresholds on that host, the summary names the refusal, and the run ends failed."""
+    argv = [tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.site",
+            "-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "site_containers=false",
+            "-e", "site_swap=false", "-e", "site_memory_alerts=false", "-e", "site_restart_timer=false",
+            "-e", "compose_limits_total_memory_mb=4096", "-e", "compose_limits_use_measured=false",
+            "-e", "relay_health_apply=false", "-e", "relay_health_backup=false"]
+    proc = subprocess.run(argv, env=ansible_env, capture_output=True, text=True, check=False)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    data = json.loads(proc.stdout)
+    summary = data["global_custom_stats"]["sentry_memory_site"]["localhost"]
+    assert summary["limits_refused"].startswith("This host has 4096 MiB of RAM, below the 14000 MB"), summary
+    assert not (checkout / "docker-compose.override.yml").exists()
+    # relay_health ran after the refusal: Relay's thresholds are on the host.
+    assert "max_memory_percent: 0.95" in (checkout / "relay" / "config.yml").read_text()
+    last = task_result(data, "Fail where the limits were refused")
+    assert last["failed"] is True and last["msg"] == "No limits on this host: " + summary["limits_refused"]
+    assert data["stats"]["localhost"]["rescued"] == 1 and data["stats"]["localhost"]["failures"] == 1

@@ -8,14 +8,14 @@ the test writes. The interpreter's own anonymous memory counts towards it,
 so the container holds its figure, not the figure plus Python. Arguments
 after the options (upstream's command for the service, kept so that the
 collection reads what it reads in a real checkout, such as --concurrency)
-are ignored.
+are ignored. SIGHUP makes it read --figures again and hold the new figure
+(the busy-host test moves the whole stack from one level of use to the next).
 """
 
 import argparse
 import json
 import signal
 import sys
-import time
 
 MIB = 1024 * 1024
 
@@ -43,9 +43,15 @@ def main():
     args = parser.parse_args()
     # As PID 1 the process gets no default signal handlers: stop on SIGTERM as a service does.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    reload = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload.append(True))
     held = hold(args.service, args.figures)
     while held is not None:
-        time.sleep(3600)
+        signal.pause()  # until a signal; a handled SIGHUP returns here
+        if reload:
+            del reload[:]
+            held = None  # freed first, so the container never holds both figures
+            held = hold(args.service, args.figures)
 
 
 if __name__ == "__main__":

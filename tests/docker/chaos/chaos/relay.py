@@ -114,7 +114,12 @@ def main():
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--figures", help="hold relay's figure from this file (see hold.py)")
     args = parser.parse_args()
-    _held = hold("relay", args.figures) if args.figures else b""  # kept while the server runs
+    held = [hold("relay", args.figures) if args.figures else b""]  # kept while the server runs
+
+    def hold_again(signum, frame):  # SIGHUP: the figure is read again, as hold.py does
+        held[0] = b""
+        held[0] = hold("relay", args.figures) if args.figures else b""
+    signal.signal(signal.SIGHUP, hold_again)
     rule = Rule(args.cgroup, args.cgroup_version, args.threshold)
     rule.current()  # fail at start, not per request, when the figures cannot be read
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
