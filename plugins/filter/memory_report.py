@@ -93,11 +93,11 @@ def memory_report(result):
         result.get("cgroup_mode"), result.get("oom_kills"),
         "some avg60=%.1f" % result["pressure"]["some"]["avg60"] if result.get("pressure") else "not available"))
     if result["containers"]:
-        lines.append("Top containers (use: what a limit cannot reclaim; page cache apart):")
+        lines.append("Top containers (use: what a limit cannot reclaim; reclaimable: page cache and the like):")
         for container in result["containers"][:8]:
-            cache = (container.get("current") or 0) - (container.get("use") or 0)
-            lines.append("         %-28s %10s  page cache %s  limit %s" % (
-                container["service"], human(container.get("use")), human(max(0, cache)), human(container.get("limit"))))
+            reclaimable = max(0, (container.get("current") or 0) - (container.get("use") or 0))
+            lines.append("         %-28s %10s  reclaimable %s  limit %s" % (
+                container["service"], human(container.get("use")), human(reclaimable), human(container.get("limit"))))
     elif result.get("top_processes"):
         lines.append("Top processes:")
         for proc in result["top_processes"]:

@@ -66,6 +66,8 @@ def settle(run_module, stack, want_mb, timeout=120):
     while True:
         info = run_module("sentry_selfhosted.memory.memory_info", {"project_dir": stack.dir, "containers": True,
                                                                     "top_processes": 0})
+        if "containers" not in info:
+            raise AssertionError("memory_info failed: %s" % json.dumps(info)[-2000:])
         held = sum(c["use"] for c in info["containers"]) // MIB
         if held >= want_mb or time.monotonic() > deadline:
             return info
@@ -73,11 +75,15 @@ def settle(run_module, stack, want_mb, timeout=120):
 
 
 def fill_page_cache(stack):
-    """A file of CACHE_MB written and read back inside each store's container: page cache charged to it."""
+    """A file of CACHE_MB inside each store's container, written once and read back: page cache charged to it.
+
+    Read again at every level: the kernel may have dropped some of it meanwhile (it is cache)."""
     script = ("import os\n"
-              "with open('/tmp/segments', 'wb') as out:\n"
-              "    for _ in range(%d): out.write(b'\\x02' * 1048576)\n"
-              "    out.flush(); os.fsync(out.fileno())\n"
+              "if not os.path.exists('/tmp/segments'):\n"
+              "    with open('/tmp/segments.new', 'wb') as out:\n"
+              "        for _ in range(%d): out.write(b'\\x02' * 1048576)\n"
+              "        out.flush(); os.fsync(out.fileno())\n"
+              "    os.rename('/tmp/segments.new', '/tmp/segments')\n"
               "with open('/tmp/segments', 'rb') as back:\n"
               "    while back.read(1048576): pass\n") % CACHE_MB
     for service in checkouts.CACHE_HOLDERS:
@@ -107,8 +113,7 @@ def test_a_busy_host_gets_a_plan_from_what_it_uses(busy, run_module, tmp_path, l
     assert sorted(use) == chaos.active_services(RELEASE)
     hold(busy, use)
     busy.compose("kill", "-s", "HUP")
-    if level == LEVELS_GIB[0]:
-        fill_page_cache(busy)
+    fill_page_cache(busy)
     # nginx's stand-in is a shell that holds nothing of its share (a few MiB).
     expected = level * 1024 - use["nginx"]
     info = settle(run_module, busy, expected)
@@ -128,7 +133,8 @@ def test_a_busy_host_gets_a_plan_from_what_it_uses(busy, run_module, tmp_path, l
     assert sorted(rows) == sorted(use)
     # Planned from use, page cache never counted: kafka's usual figure is what it uses, not its 1 GiB of cache on top.
     assert result["usual_sum_mb"] == sum(rows[n]["usual_mb"] for n in rows)
-    assert abs(result["usual_sum_mb"] - held) <= 0.01 * held, (result["usual_sum_mb"], held)
+    # Each service is rounded up to a whole MiB; nothing else stands between the engine and the plan.
+    assert abs(result["usual_sum_mb"] - held) <= 0.01 * held + len(rows), (result["usual_sum_mb"], held)
     assert rows["kafka"]["usual_mb"] < containers["kafka"]["current"] // MIB - 0.9 * CACHE_MB
     for name, row in rows.items():
         margin = 1.5 if name in ("kafka", "clickhouse", "postgres", "redis", "zookeeper") else 1.2

@@ -21,7 +21,7 @@ def result(**over):
         "relay": {"measures": "cgroup", "source": "cgroup", "release": "26.8.0", "used": GIB, "total": 2 * GIB,
                   "used_percent": 50.0, "threshold": 0.95, "threshold_bytes": int(2 * GIB * 0.95),
                   "max_memory_bytes": None, "headroom": GIB // 2, "would_reject": False, "threshold_source": "default"},
-        "containers": [{"service": "relay", "usage": GIB, "limit": 2 * GIB}],
+        "containers": [{"service": "relay", "use": GIB, "usage": 2 * GIB, "current": 3 * GIB, "limit": 4 * GIB}],
         "pressure": None, "oom_kills": 0, "cgroup_mode": "v2", "notes": [], "top_processes": [],
     }
     for key, value in over.items():
@@ -35,6 +35,12 @@ def result(**over):
 def test_healthy_host_has_no_advice():
     assert memory_recommendations(result()) == []
     assert memory_report(result())[-1] == "Recommendations: none, this host has headroom."
+
+
+def test_containers_are_shown_by_what_they_use_with_page_cache_apart():
+    lines = memory_report(result())
+    row = lines[lines.index("Top containers (use: what a limit cannot reclaim; reclaimable: page cache and the like):") + 1]
+    assert row.split() == ["relay", "1.0", "GiB", "reclaimable", "2.0", "GiB", "limit", "4.0", "GiB"]
 
 
 def test_no_swap_recommends_the_rule_size():
