@@ -105,7 +105,8 @@ RELAY_POST_BURST_MB = 1536
 RELAY_MARGIN = 1.15
 # A measured peak past the row's max and this many times its usual figure is a suspected leak.
 LEAK_FACTOR = 3
-# The limits written are rounded down to 64 MiB steps (the figures summed are not rounded).
+# What is written is in 64 MiB steps (limits down, lowest limits and reservations up), so that use moving
+# by a few MiB rewrites nothing and recreates nothing; the figures summed for the rule are exact.
 LIMIT_STEP_MB = 64
 # Profiles upstream ships; services of neither are always on.
 ERRORS_ONLY = "errors-only"
@@ -267,7 +268,8 @@ class Sizing:
             elif peak:
                 self.source[name] = "measured"
                 margin = STORE_MARGIN if name in STORES else MEASURED_MARGIN
-                usual, floor = peak, max(floor, int(math.ceil(peak * margin)))
+                # The lowest limit is written, so it is a whole step: use moving by a MiB rewrites nothing.
+                usual, floor = peak, max(floor, _steps_up(peak * margin))
             else:
                 self.source[name] = "table"
             if name == "relay" and name not in overrides:
@@ -482,7 +484,8 @@ class Planner:
             services[name] = {
                 "mem_limit_mb": limit,
                 "memswap_limit_mb": 2 * limit if swap else limit,
-                "mem_reservation_mb": min(usual, limit) if usual > 0 else None,
+                # Written in whole steps, as the limits are; the rule sums the exact usual figures.
+                "mem_reservation_mb": min(_steps_up(usual), limit) if usual > 0 else None,
                 "swap": swap,
                 "floor_mb": sizing.floor[name],
                 "usual_mb": usual,

@@ -47,7 +47,9 @@ def assert_single_fault_rule(result, allowed=()):
         assert row["floor_mb"] <= row["mem_limit_mb"], name
         # Written limits are whole 64 MiB steps, or the service's floor where the step would go below it.
         assert row["mem_limit_mb"] % 64 == 0 or row["mem_limit_mb"] == row["floor_mb"], name
-        assert row["mem_reservation_mb"] == row["usual_mb"] <= row["mem_limit_mb"], name
+        # Reservations are written in whole steps too, never above the limit.
+        assert row["mem_reservation_mb"] == min(-(-row["usual_mb"] // 64) * 64, row["mem_limit_mb"]), name
+        assert row["usual_mb"] <= row["mem_limit_mb"], name
         assert row["memswap_limit_mb"] in (row["mem_limit_mb"], 2 * row["mem_limit_mb"])
 
 
@@ -196,15 +198,16 @@ def test_page_cache_is_not_use():
     measured = [{"service": "kafka", "use": 1080 * MIB, "anon": 1080 * MIB, "current": 3180 * MIB, "usage": 3180 * MIB,
                  "peak": 3182 * MIB}]
     kafka = mb.plan(SMALL, 16384, measured=measured)["services"]["kafka"]
-    assert kafka["usual_mb"] == 1080 and kafka["floor_mb"] == max(2048, 1620)
+    assert kafka["usual_mb"] == 1080 and kafka["floor_mb"] == 2048
 
 
 def test_a_service_is_never_limited_below_its_use_plus_a_margin():
     measured = [{"service": "web", "use": 2500 * MIB}, {"service": "postgres", "use": 1000 * MIB},
                 {"service": "nginx", "use": 10 * MIB}]
     rows = mb.plan(SMALL, 16384, measured=measured)["services"]
-    assert rows["web"]["floor_mb"] == 3000 and rows["web"]["usual_mb"] == 2500
-    assert rows["postgres"]["floor_mb"] == 1500  # a store: 50% more
+    # 20% more, up to a whole 64 MiB step (3000 -> 3008); a store 50% more (1500 -> 1536).
+    assert rows["web"]["floor_mb"] == 3008 and rows["web"]["usual_mb"] == 2500
+    assert rows["postgres"]["floor_mb"] == 1536
     assert rows["nginx"]["floor_mb"] == 128 and rows["nginx"]["usual_mb"] == 10  # its row's minimum stays
 
 
