@@ -105,7 +105,7 @@ RELAY_POST_BURST_MB = 1536
 RELAY_MARGIN = 1.15
 # A measured peak past the row's max and this many times its usual figure is a suspected leak.
 LEAK_FACTOR = 3
-# What is written is in 64 MiB steps (limits down, lowest limits and reservations up), so that use moving
+# What is written is in 64 MiB steps (limits and reservations down, lowest limits up), so that use moving
 # by a few MiB rewrites nothing and recreates nothing; the figures summed for the rule are exact.
 LIMIT_STEP_MB = 64
 # Profiles upstream ships; services of neither are always on.
@@ -443,9 +443,9 @@ class Planner:
                     % (len(measured), _utc(since), days))
         elif measured:
             since, days = None, 0.0
+            margins = (round((MEASURED_MARGIN - 1) * 100), round((STORE_MARGIN - 1) * 100))
             text = ("no history of peaks yet: planned from the use of now of %d services, each limit at least %d%% above "
-                    "it (%d%% for the stores)" % (len(measured), round((MEASURED_MARGIN - 1) * 100),
-                                                    round((STORE_MARGIN - 1) * 100)))
+                    "it (%d%% for the stores)" % ((len(measured),) + margins))
         else:
             since, days = None, 0.0
             text = "no containers measured: planned from the table of usual figures"
@@ -484,8 +484,9 @@ class Planner:
             services[name] = {
                 "mem_limit_mb": limit,
                 "memswap_limit_mb": 2 * limit if swap else limit,
-                # Written in whole steps, as the limits are; the rule sums the exact usual figures.
-                "mem_reservation_mb": min(_steps_up(usual), limit) if usual > 0 else None,
+                # Written in whole steps, as the limits are, rounded down (at least one step): the reservations
+                # never add up to more than the usual figures the rule sums (tiny services aside).
+                "mem_reservation_mb": min(limit, max(LIMIT_STEP_MB, _steps_down(usual))) if usual > 0 else None,
                 "swap": swap,
                 "floor_mb": sizing.floor[name],
                 "usual_mb": usual,

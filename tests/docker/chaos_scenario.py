@@ -25,8 +25,9 @@ it), on the generated checkout itself
 role reads, for example, taskworker's --concurrency as in a real checkout);
 with apply off it only writes docker-compose.override.yml. The test then
 divides what the role wrote by FACTOR: every mem_limit, memswap_limit and
-mem_reservation of the override, and every service's usual figure (its
-mem_reservation) is what its stand-in holds, divided alike. The rest of the
+mem_reservation of the override, and every service's usual figure (what the
+busy host's service uses, which the role planned from) is what its stand-in
+holds, divided alike. The rest of the
 role's override (KAFKA_HEAP_OPTS, redis' maxmemory command) is for Sentry's
 real images and is left out. Relay's threshold and the reserve scale with
 the host, so the rule the role checks (any one service at its limit, every
@@ -211,8 +212,8 @@ class Plan:
         return sum(row.get(key, 0) for row in self.planned.values())
 
     def held_figures(self):
-        """{service: MiB its stand-in holds}: its usual figure (the reservation the role wrote) divided by FACTOR."""
-        return dict((name, row.get("mem_reservation", 0) / float(FACTOR)) for name, row in self.planned.items())
+        """{service: MiB its stand-in holds}: what the busy host's service uses (its usual figure) divided by FACTOR."""
+        return dict((name, self.in_use[name] / float(FACTOR)) for name in self.planned)
 
     def scaled_override(self):
         """The role's memory settings divided by FACTOR, in bytes (a reservation at least the engine's minimum)."""
@@ -223,11 +224,14 @@ class Plan:
                                  for name, row in self.planned.items())}
 
     def figures(self):
-        usual, limits = self.sum_mb("mem_reservation"), self.sum_mb("mem_limit")
+        usual, limits = sum(self.in_use[name] for name in self.planned), self.sum_mb("mem_limit")
         return {"release": self.release, "services": len(self.services), "planned_services": len(self.planned),
                 "usual_sum_mb": usual, "limit_sum_mb": limits,
                 "usual_sum_scaled_mb": round(usual / float(FACTOR), 1), "limit_sum_scaled_mb": round(limits / float(FACTOR), 1),
-                "leaker_usual_mb": self.planned[LEAKER]["mem_reservation"],
+                "leaker_usual_mb": self.in_use[LEAKER],
+                # The role planned from the busy history: each reservation is its use in whole 64 MiB steps, rounded down.
+                "reservations_follow_use": all(max(64, self.in_use[n] // 64 * 64) == row["mem_reservation"]
+                                               for n, row in self.planned.items()),
                 "leaker_limit_mb": self.planned[LEAKER]["mem_limit"],
                 "leaker_limit_scaled_mb": round(self.planned[LEAKER]["mem_limit"] / float(FACTOR), 1),
                 "threshold_mb": RELAY_THRESHOLD * PLANNED_MB - SITE_VARS["compose_limits_reserve_mb"]}

@@ -64,8 +64,8 @@ def settle(run_module, stack, want_mb, timeout=120):
     """memory_info's containers once the stand-ins hold want_mb between them."""
     deadline = time.monotonic() + timeout
     while True:
-        info = run_module("sentry_selfhosted.memory.memory_info", {"project_dir": stack.dir, "containers": True,
-                                                                    "top_processes": 0})
+        args = {"project_dir": stack.dir, "containers": True, "top_processes": 0}
+        info = run_module("sentry_selfhosted.memory.memory_info", args)
         if "containers" not in info:
             raise AssertionError("memory_info failed: %s" % json.dumps(info)[-2000:])
         held = sum(c["use"] for c in info["containers"]) // MIB

@@ -55,15 +55,16 @@ def test_every_service_of_the_release_runs_in_the_parent(results, arm):
 @pytest.mark.parametrize("arm", WITH)
 def test_the_default_plan_keeps_the_rule_at_16_gib(results, arm):
     result = results[arm]
-    # Planned from the busy host's history: 12 GiB in use, every MiB of it a service's usual figure.
-    assert result["usual_sum_mb"] == chaos.IN_USE_MB, result
+    # Planned from the busy host's history: 12 GiB in use, each service's reservation its use in whole steps.
+    assert result["usual_sum_mb"] == chaos.IN_USE_MB and result["reservations_follow_use"], result
     # The rule, for the leaker: at its limit, every other service at its usual figure and the reserve
     # left to the OS, below Relay's threshold of RAM; the limits together may exceed RAM (only one
     # service is assumed to misbehave).
     assert result["usual_sum_mb"] - result["leaker_usual_mb"] + result["leaker_limit_mb"] <= result["threshold_mb"], result
     assert result["limit_sum_mb"] > chaos.PLANNED_MB, result
     # The stand-ins hold about the scaled usual figures (Python's floor makes it a little more).
-    assert result["usual_sum_scaled_mb"] <= result["used_at_start_mb"] < result["usual_sum_scaled_mb"] * 1.25, result
+    # (nginx's stand-in, a shell, holds nothing of its share; the leaker starts from its interpreter.)
+    assert 0.97 * result["usual_sum_scaled_mb"] <= result["used_at_start_mb"] < result["usual_sum_scaled_mb"] * 1.25, result
 
 
 def test_without_the_collection_the_stand_in_starts_rejecting(results):

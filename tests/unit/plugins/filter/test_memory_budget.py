@@ -47,8 +47,8 @@ def assert_single_fault_rule(result, allowed=()):
         assert row["floor_mb"] <= row["mem_limit_mb"], name
         # Written limits are whole 64 MiB steps, or the service's floor where the step would go below it.
         assert row["mem_limit_mb"] % 64 == 0 or row["mem_limit_mb"] == row["floor_mb"], name
-        # Reservations are written in whole steps too, never above the limit.
-        assert row["mem_reservation_mb"] == min(-(-row["usual_mb"] // 64) * 64, row["mem_limit_mb"]), name
+        # Reservations are written in whole steps too, rounded down (one step at least), never above the limit.
+        assert row["mem_reservation_mb"] == min(max(64, row["usual_mb"] // 64 * 64), row["mem_limit_mb"]), name
         assert row["usual_mb"] <= row["mem_limit_mb"], name
         assert row["memswap_limit_mb"] in (row["mem_limit_mb"], 2 * row["mem_limit_mb"])
 
@@ -89,7 +89,7 @@ def test_a_fresh_feature_complete_host_is_planned_for_what_healthy_stacks_report
         assert rows["clickhouse"]["mem_limit_mb"] * mb.CLICKHOUSE_RATIO >= 1536
         for name in ("taskworker", "launchpad-taskworker"):
             if name in rows:
-                assert rows[name]["mem_limit_mb"] >= rows[name]["floor_mb"] >= mb.DEFAULT_TABLE[[n for n, _ in mb.DEFAULT_TABLE].index(name)][1]["min"]
+                assert rows[name]["mem_limit_mb"] >= rows[name]["floor_mb"] >= dict(mb.DEFAULT_TABLE)[name]["min"]
 
 
 @upstream
@@ -168,7 +168,7 @@ BUSY = [(release, "feature-complete", 16384, level) for release in upstream_rele
 
 
 @upstream
-@pytest.mark.parametrize("release, profile, ram, level", BUSY, ids=["%s-%s-%dGiB-in-use" % (r, p[0], lv) for r, p, _, lv in BUSY])
+@pytest.mark.parametrize("release, profile, ram, level", BUSY, ids=["%s-%s-%dGiB-in-use" % (r, p[0], lv) for r, p, dummy, lv in BUSY])
 def test_a_busy_host_always_gets_a_plan_from_what_it_uses(release, profile, ram, level):
     path = upstream_dir(release)
     use = busy_use(path, profile, level * 1024)
@@ -342,8 +342,8 @@ def test_a_leak_is_suspected_lifts_nothing_and_is_not_remembered():
 
 def test_the_peaks_of_use_are_recorded_with_their_time_and_planned_from():
     first = mb.plan(SMALL, 16384, measured=[{"service": "web", "use": 1500 * MIB}, {"service": "kafka", "use": 1300 * MIB}], now=NOW)
-    assert first["peaks"] == {"version": 1, "since": NOW, "services": {"web": {"mb": 1500, "at": NOW},
-                                                                        "kafka": {"mb": 1300, "at": NOW}}}
+    services = {"web": {"mb": 1500, "at": NOW}, "kafka": {"mb": 1300, "at": NOW}}
+    assert first["peaks"] == {"version": 1, "since": NOW, "services": services}
     # A day later web was restarted (its use is low again) and kafka grew: web keeps its peak, kafka's moves.
     later = NOW + 2 * DAY
     second = mb.plan(SMALL, 16384, measured=[{"service": "web", "use": 300 * MIB}, {"service": "kafka", "use": 1400 * MIB}],
