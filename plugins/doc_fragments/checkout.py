@@ -11,6 +11,7 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     # The checkout and the Docker CLI, as every module that reads a checkout takes them (a module may say more of
     # project_dir in its own options); roles and playbooks pass sentry_selfhosted_dir and sentry_selfhosted_docker.
+    # docker_timeout's default is sentry_compose.DOCKER_TIMEOUT, and 900 is its RECREATE_TIMEOUT.
     DOCUMENTATION = r"""
 options:
   project_dir:
@@ -23,4 +24,14 @@ options:
       - The roles and playbooks pass the collection-wide variable C(sentry_selfhosted_docker) here.
     type: str
     default: docker
+  docker_timeout:
+    description:
+      - Seconds each Docker or Compose command the module runs may take (C(docker ps), C(docker inspect),
+        C(docker compose config), C(docker compose exec) and the like). A command still running then is stopped
+        and the task fails, naming the command and the limit, instead of waiting for ever on a stuck daemon.
+      - Commands that stop and start containers (C(docker compose up), C(docker compose restart)) may take
+        900 seconds, or this value when it is larger.
+      - Must be at least 1.
+    type: int
+    default: 60
 """

@@ -16,15 +16,35 @@ import os
 import tempfile
 from contextlib import contextmanager
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile, ManagedFileError
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import OverrideText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import (
     COMPOSE_FILE,
     OVERRIDE_FILE,
+    ComposeAnswerError,
     ComposeError,
+    ComposeTimeout,
+    SentryCompose,
     detect_engine,
     is_selfhosted_checkout,
 )
+
+# Docker failing, not the checkout: reading it another way (without the collection's lines) cannot help.
+DOCKER_FAULTS = (ComposeTimeout, ComposeAnswerError)
+
+
+def module_compose(module, docker, run=None):
+    """The SentryCompose a module calls Docker through, on its project_dir with its docker_timeout.
+
+    Calls run through host_program.run_command, the collection's one way to run a command with a time
+    limit (AnsibleModule.run_command has none); SentryCompose decides each call's limit. ``run``, of the same
+    shape, lets tests answer for the docker CLI. A docker_timeout under 1 s fails the module.
+    """
+    seconds = module.params["docker_timeout"]
+    if seconds < 1:
+        module.fail_json(msg="docker_timeout must be at least 1 second, got %s" % seconds)
+    return SentryCompose(module.params["project_dir"], run or host_program.run_command, docker, timeout=seconds)
 
 
 class CheckoutError(Exception):
@@ -101,6 +121,8 @@ class Checkout(object):
         try:
             defined = set(self.compose.call("--profile", "*", "config", "--services",
                                             files=[os.path.join(self.project_dir, COMPOSE_FILE)]).split())
+        except DOCKER_FAULTS:
+            raise
         except ComposeError as exc:
             raise CheckoutError("docker compose cannot read the checkout's own %s: %s" % (COMPOSE_FILE, exc))
         stale = [e for e in entries if e["name"] not in defined and not e["complete"]]
@@ -125,6 +147,8 @@ class Checkout(object):
         """
         try:
             return self.compose.config(), self.compose.services()
+        except DOCKER_FAULTS:
+            raise
         except ComposeError as exc:
             first = exc
         doc = OverrideText(self.override.read())
@@ -146,8 +170,16 @@ class Checkout(object):
 
         facts: services (compose's order), service_profiles (the memory_budget
         filter's input), limit_keys, stale_services, managed_services,
-        compose_version, engine, override and notes.
+        compose_version, engine, override and notes. A docker call that ran
+        out of time or answered nonsense, or an override that cannot be read
+        (a directory where it should be), is a CheckoutError saying just that.
         """
+        try:
+            return self._read()
+        except DOCKER_FAULTS + (ManagedFileError,) as exc:
+            raise CheckoutError(str(exc))
+
+    def _read(self):
         if not is_selfhosted_checkout(self.project_dir):
             raise CheckoutError("%s is not a self-hosted Sentry checkout (it needs %s, .env and relay/)" % (self.project_dir, COMPOSE_FILE))
         try:
@@ -155,7 +187,7 @@ class Checkout(object):
         except ComposeError as exc:
             raise CheckoutError(str(exc))
         stale, managed = self.hygiene()
-        engine = detect_engine(self.compose.docker, self.compose.run)
+        engine = detect_engine(self.compose.docker, self.compose.run_docker)
         if engine["note"]:
             self.notes.append(engine["note"])
         config, services = self.merged()

@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import math
 import os
 import re
 
@@ -408,18 +409,86 @@ def read_text_lines(path, notes=None):
     return lines
 
 
+# A .env file is read as Compose v2 reads it (compose-go's dotenv parser), so
+# the Relay release, RELAY_IMAGE and COMPOSE_PROJECT_NAME the collection sees
+# are the ones Compose runs. Its two kinds of blank: Go's unicode.IsSpace (a
+# line's start, after a key, an unquoted value's end) and the narrower one it
+# skips after "export" and "=" (no line breaks).
+_GO_SPACE = u"\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+            u"\u2028\u2029\u202f\u205f\u3000"
+_ENV_BLANK = u"\t\v\f\r \x85\xa0"
+_ENV_EXPORT = re.compile(r"^export[\t\n\f\r ]+")
+# A quoted value ends at the first quote not escaped by an odd run of backslashes.
+_ENV_QUOTED = {"'": re.compile(r"'((?:[^'\\]|\\.)*)'"), '"': re.compile(r'"((?:[^"\\]|\\.)*)"')}
+# The escapes Compose expands in a double-quoted value; any other backslash stays as written.
+_ENV_ESCAPE = re.compile(r'\\(?:[abcfnrtv$"\\]|0[0-9]{0,3})')
+_ENV_ESCAPED = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+                "$": "$", '"': '"', "\\": "\\"}
+
+
+def _env_escape(match):
+    """One escape of a double-quoted .env value, as Compose expands it (Go's rules, \\0 before an octal)."""
+    escape = match.group(0)[1:]
+    if escape[0] != "0":
+        # "\c" is matched but is no Go escape: Compose keeps it as written.
+        return _ENV_ESCAPED.get(escape, match.group(0))
+    # Compose drops the 0 and reads what is left as Go does: three octal digits up to \377, else as written.
+    digits = escape[1:]
+    if len(digits) == 3 and all(d in "01234567" for d in digits) and int(digits, 8) < 256:
+        return chr(int(digits, 8))
+    return "\\" + digits
+
+
+def _env_value(text):
+    """The value after "=" as Compose reads it, or None for a quote that does not close on its line."""
+    text = text.lstrip(_ENV_BLANK)
+    if not text or text[0] not in _ENV_QUOTED:
+        # An inline comment starts at " #" (a space, not a tab); a "#" elsewhere is the value's.
+        return text.split(" #", 1)[0].rstrip(_GO_SPACE)
+    match = _ENV_QUOTED[text[0]].match(text)
+    if match is None:
+        # Compose reads such a value on into the next lines; this reader does not.
+        return None
+    # Whatever follows the closing quote (a comment) is not the value's.
+    if text[0] == "'":
+        # Single quotes are literal but for an escaped single quote.
+        return match.group(1).replace("\\'", "'")
+    return _ENV_ESCAPE.sub(_env_escape, match.group(1))
+
+
+def _env_assignment(line):
+    """(key, value) of one .env line as Compose reads it, or None for a blank, a comment or a line it cannot read."""
+    text = line.lstrip(_GO_SPACE)
+    if not text or text.startswith("#"):
+        return None
+    key, equals, rest = _ENV_EXPORT.sub(u"", text, 1).lstrip(_ENV_BLANK).partition("=")
+    if not equals:
+        return None
+    value = _env_value(rest)
+    if value is None:
+        return None
+    return key.rstrip(_GO_SPACE), value
+
+
 def read_env_file(path, notes=None):
-    """KEY=VALUE lines of a compose .env file (no interpolation), or {} when absent."""
+    """KEY=VALUE lines of a compose .env file as Compose v2 reads them (no interpolation), or {} when absent.
+
+    Read as compose-go's dotenv parser reads them: a leading byte-order mark,
+    "export KEY=value", blanks around the key and the "=", an inline comment
+    after an unquoted value (" #"), single-quoted values taken literally,
+    double-quoted values with escapes (\\n, \\", \\\\ ...) and a comment after
+    the closing quote. A line it cannot read (no "=", a quote that does not
+    close on its line) is passed over.
+    """
     values = {}
-    for line in read_text_lines(path, notes) or []:
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+    lines = read_text_lines(path, notes) or []
+    if lines and lines[0].startswith(u"\ufeff"):
+        # An editor's byte-order mark: Compose skips it, it is not the first key's.
+        lines[0] = lines[0][1:]
+    for line in lines:
+        assignment = _env_assignment(line)
+        if assignment is not None:
+            values[assignment[0]] = assignment[1]
     return values
 
 
@@ -625,7 +694,8 @@ def list_compose_containers(run, project, docker="docker"):
 
     ``run`` takes an argv list and returns (rc, stdout, stderr), so a module
     passes ``module.run_command`` and a host program passes subprocess. Returns
-    a list of dicts: id, name, service, pid, limit (HostConfig.Memory, 0 = none).
+    a list of dicts: id, name, service, pid (None when docker gives no process),
+    configured_limit (HostConfig.Memory, None for none) and cgroupns.
     """
     rc, out, err = run([docker, "ps", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=%s" % project])
     if rc != 0:
@@ -642,27 +712,74 @@ def list_compose_containers(run, project, docker="docker"):
         items = None
     if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("Id"), str) for i in items):
         raise MemoryReadError("docker inspect did not answer with a JSON list of containers: %.200r" % out)
-    containers = []
-    for item in items:
-        labels = item.get("Config", {}).get("Labels") or {}
-        host_config = item.get("HostConfig") or {}
-        containers.append({
-            "id": item["Id"],
-            "name": item.get("Name", "").lstrip("/"),
-            "service": labels.get("com.docker.compose.service", ""),
-            "pid": item.get("State", {}).get("Pid", 0),
-            "configured_limit": host_config.get("Memory") or None,
-            "cgroupns": host_config.get("CgroupnsMode", ""),
-        })
-    return containers
+    return [_inspected_container(item) for item in items]
+
+
+_REQUIRED = object()
+_KIND_NAMES = {dict: "a mapping", str: "a string", int: "an integer"}
+
+
+def _inspect_field(item, path, kind, default=_REQUIRED):
+    """The field at ``path`` (its keys, e.g. ("State", "Pid")) of one docker inspect item, if it is of ``kind``.
+
+    Every field below the item's Id is read here: docker inspect's JSON comes
+    from another program (a proxy, a wrapper, another engine), and a module or
+    a root-run host program must answer with a sentence, not a traceback. A
+    field that is absent, null or of another type gives ``default`` when the
+    caller can do without it, else a MemoryReadError naming the container and
+    the field.
+    """
+    value = item
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    # bool is an int to Python, but true is no process id and no size.
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    if default is not _REQUIRED:
+        return default
+    raise MemoryReadError("docker inspect of container %s: %s is %.60s, not %s"
+                          % (item["Id"][:12], ".".join(path), json.dumps(value), _KIND_NAMES[kind]))
+
+
+def _process_id(value):
+    """``value`` when it is a process id (a positive integer), else None: only such a pid may name a /proc entry."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def _inspected_container(item):
+    """One container's dict from its docker inspect item (see list_compose_containers)."""
+    # docker gives every container a State and a Config: an item without them is no container's.
+    _inspect_field(item, ("State",), dict)
+    _inspect_field(item, ("Config",), dict)
+    memory = _inspect_field(item, ("HostConfig", "Memory"), int, None)
+    return {
+        "id": item["Id"],
+        "name": _inspect_field(item, ("Name",), str).lstrip("/"),
+        # A label key has dots in it, hence paths of keys rather than dotted strings.
+        "service": _inspect_field(item, ("Config", "Labels", "com.docker.compose.service"), str, ""),
+        # Pid 0 is a container that stopped after docker ps: it has no process to read.
+        "pid": _process_id(_inspect_field(item, ("State", "Pid"), int, None)),
+        # Memory 0 is docker's "no limit".
+        "configured_limit": memory if memory and memory > 0 else None,
+        "cgroupns": _inspect_field(item, ("HostConfig", "CgroupnsMode"), str, ""),
+    }
 
 
 def container_memory(containers, mode, root="/"):
-    """Add each container's cgroup figures to its dict (in place); returns the list."""
+    """Add each container's cgroup figures to its dict (in place); returns the list.
+
+    A container that cannot be read gets an ``error`` (a sentence) instead of figures.
+    """
     version = memory_cgroup_version(mode)
     for container in containers:
+        pid = _process_id(container.get("pid"))
+        if pid is None:
+            container["error"] = "no process to read its memory from: docker inspect gave no process id (State.Pid)"
+            continue
         try:
-            figures = read_cgroup_memory(cgroup_dir_of_pid(container["pid"], mode, root), version)
+            figures = read_cgroup_memory(cgroup_dir_of_pid(pid, mode, root), version)
         except (MemoryReadError, ValueError) as exc:
             container["error"] = str(exc)
             continue
@@ -733,7 +850,9 @@ DEFAULT_PEAKS_FILE = "/var/lib/sentry-selfhosted-memory/use-peaks.json"
 
 def is_number(value):
     """A finite int or float, not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and not math.isnan(value) and not math.isinf(value))
 
 
 def peaks_shape_error(peaks):

@@ -14,12 +14,26 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import json
 import re
 
 MARK = "# sentry_selfhosted.memory"
 KEY_LINE = re.compile(r"""^(?P<indent> *)(?P<q>["']?)(?P<key>[A-Za-z0-9_.<-]+)(?P=q) *:(?P<rest>(?: .*)?)$""")
 ITEM_LINE = re.compile(r"""^(?P<indent> *)- +(?P<q>["']?)(?P<key>[A-Za-z0-9_]+)=""")
+# Compose skips a UTF-8 byte-order mark; the editor sets it aside and writes it back.
+BOM = u"\ufeff"
+
+# Plain scalars Compose's YAML parser (go-yaml v3) reads as null, a boolean or a special float, not as a string.
+_YAML_WORDS = frozenset(["", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE",
+                         ".nan", ".NaN", ".NAN"] + [sign + inf for sign in ("", "+", "-") for inf in (".inf", ".Inf", ".INF")])
+_YAML_INT = re.compile(r"^[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)$")
+_YAML_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_YAML_DATE = re.compile(r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})$")
+# YAML 1.1 readers (PyYAML, yamllint, older tools) take these for booleans; written quoted so every reader agrees.
+_YAML11_BOOLS = frozenset(["y", "n", "yes", "no", "on", "off"])
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_ALIAS = re.compile(r"^\*([^\s,\[\]{}]+)$")
 
 
 class EditError(Exception):
@@ -27,13 +41,60 @@ class EditError(Exception):
 
 
 class OperatorValue(object):
-    """A value on a line of the operator's own that the plan would change."""
+    """A value on a line of the operator's own that the plan would change; ``via`` names the merge key that brings it."""
 
-    def __init__(self, path, line, old, new):
-        self.path, self.line, self.old, self.new = path, line, old, new
+    def __init__(self, path, line, old, new, via=None):
+        self.path, self.line, self.old, self.new, self.via = path, line, old, new, via
 
     def __str__(self):
-        return "%s at line %d (%s; planned %s)" % (".".join(self.path[1:]), self.line, self.old, self.new)
+        merged = "; %s" % self.via if self.via else ""
+        return "%s at line %d (%s; planned %s%s)" % (".".join(self.path[1:]), self.line, self.old, self.new, merged)
+
+
+def _plain_is_string(text):
+    """Whether Compose's parser reads ``text``, written without quotes, as the string it spells.
+
+    go-yaml v3 resolves a plain scalar that starts with a digit, a sign or a
+    dot as a number or a date where it can (underscores ignored, 0x/0o/0b
+    and leading-zero octals, 1e3), and a few words as null or booleans;
+    Compose then refuses a service key that is not a string.
+    """
+    if text in _YAML_WORDS:
+        return False
+    if text[:1] not in "0123456789+-.":
+        return True
+    date = _YAML_DATE.match(text)
+    if date:
+        try:
+            datetime.date(*[int(part) for part in date.groups()])
+            return False
+        except ValueError:
+            pass  # no such day: go-yaml's time.Parse fails too, and the text stays a string
+    digits = text.replace("_", "")
+    return not (_YAML_INT.match(digits) or _YAML_FLOAT.match(digits))
+
+
+def _yaml_key(name):
+    """``name`` written as a key that every YAML reader takes for that same string: plain when it can be, else quoted."""
+    if _PLAIN_KEY.match(name) and _plain_is_string(name) and name.lower() not in _YAML11_BOOLS:
+        return name
+    return json.dumps(name)  # a JSON string is a double-quoted YAML scalar
+
+
+def _key_name(match):
+    """The string Compose reads for the key of a KEY_LINE match; None when it reads a number, a boolean, null or a date."""
+    key = match.group("key")
+    return key if match.group("q") or _plain_is_string(key) else None
+
+
+def _key_token(match):
+    """The key as the line writes it, quotes included, to rewrite the line without changing what it names."""
+    return "%s%s%s" % (match.group("q"), match.group("key"), match.group("q"))
+
+
+def _is_merge(match):
+    """A YAML merge key (``<<``); quoted, it is an ordinary key named "<<"."""
+    return match.group("key") == "<<" and not match.group("q")
 
 
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([bkmg]?)b?$", re.I)
@@ -76,7 +137,7 @@ def _indent(text):
 
 def _inline_value(rest):
     """The value after ``key:`` without a trailing comment ('' for a block)."""
-    value = rest.strip()
+    value = _scalar(rest)
     if value.startswith("#"):
         return ""
     if value.startswith("&") and " " not in value:
@@ -84,10 +145,22 @@ def _inline_value(rest):
     return value
 
 
+def _not_a_block(path, index, value):
+    """The EditError for a key on the path whose value is not a block the editor can write into."""
+    if value.startswith("*"):
+        return EditError("%s at line %d is an alias (%s) of a mapping that may be shared; write it as a block of its own "
+                         "to let the limits be merged" % (".".join(path), index + 1, value))
+    return EditError("%s at line %d is written in flow style (%s); write it as a block to let the limits be merged"
+                     % (".".join(path), index + 1, value))
+
+
 class OverrideText:
     """The override as lines; sets managed keys and drops stale managed lines."""
 
     def __init__(self, text, adopt=False):
+        # A byte-order mark is no part of the first key: set aside here, written back by text().
+        self.bom = text.startswith(BOM)
+        text = text[len(BOM):] if self.bom else text
         self.trailing_newline = text.endswith("\n") or not text
         self.lines = [Line(t) for t in text.splitlines()]
         self.touched = set()
@@ -119,7 +192,8 @@ class OverrideText:
 
     def text(self):
         body = "\n".join(line.text for line in self.lines)
-        return body + "\n" if body and self.trailing_newline else body
+        body = body + "\n" if body and self.trailing_newline else body
+        return BOM + body if self.bom else body
 
     def _block_end(self, start, parent_indent):
         """Index after the last content line of the block under line ``start``.
@@ -153,12 +227,96 @@ class OverrideText:
         return child_indent, found
 
     def _find_key(self, start, end, key):
+        """(index, match) of ``key`` among the block's own keys, as Compose reads them; (None, child indent) without it."""
         child_indent, children = self._children(start, end)
         for index, text in children:
             match = KEY_LINE.match(text)
-            if match and match.group("key") == key:
+            if match and _key_name(match) == key:
                 return index, match
         return None, child_indent
+
+    def _lookup(self, start, end, key, where, seen=()):
+        """Where the block [start+1, end) gets ``key``: (index, match, merge), ``merge`` being the line of the merge key
+        that brings it in (None for a key of the block's own); (None, child indent, None) where it has none.
+
+        As YAML merges: a key of the block's own wins, then the first mapping
+        the merge key lists. A merge key the editor cannot follow raises
+        EditError, as the key may be behind it; ``where`` (the block's path)
+        names it.
+        """
+        index, found = self._find_key(start, end, key)
+        if index is not None:
+            return index, found, None
+        seen = seen + (start,)
+        for merge in self._merge_keys(start, end):
+            for anchor in self._merge_sources(merge, where, key, seen):
+                got, match, _inner = self._lookup(anchor, self._block_end(anchor, _indent(self.lines[anchor].text)),
+                                                  key, where, seen)
+                if got is not None:
+                    return got, match, merge
+        return None, found, None
+
+    def _merge_keys(self, start, end):
+        """The lines of the block's merge keys (one in a file Compose reads)."""
+        merges = []
+        for index, text in self._children(start, end)[1]:
+            match = KEY_LINE.match(text)
+            if match and _is_merge(match):
+                merges.append(index)
+        return merges
+
+    def _merge_sources(self, merge, where, key, seen):
+        """The anchored block mappings the merge key at line ``merge`` brings in, first first; EditError when it cannot tell."""
+        names = self._merge_aliases(merge)
+        anchors = [self._anchor(name, merge) for name in names or []]
+        if not anchors or None in anchors or set(anchors) & set(seen):
+            owner = ".".join(where) or "the top level"
+            raise EditError(
+                "%s: the merge key at line %d (%s) may bring in %s, and the editor follows only aliases (*name) of block "
+                "mappings anchored earlier in this file; write %s in %s itself, or the merged mapping as a block with an "
+                "anchor" % (owner, merge + 1, self.lines[merge].text.strip(), key, key, owner))
+        return anchors
+
+    def _merge_aliases(self, merge):
+        """The anchor names a merge key lists (``*a``, ``[*a, *b]`` or a block list of aliases); None for anything else."""
+        value = _inline_value(KEY_LINE.match(self.lines[merge].text).group("rest"))
+        if value.startswith("[") and value.endswith("]"):
+            items = [item.strip() for item in value[1:-1].split(",")]
+        elif value:
+            items = [value]
+        else:
+            end = self._block_end(merge, _indent(self.lines[merge].text))
+            items = [_scalar(text.strip()[2:]) if text.strip().startswith("- ") else text.strip()
+                     for _index, text in self._children(merge, end)[1]]
+        aliases = [_ALIAS.match(item) for item in items]
+        return [alias.group(1) for alias in aliases] if aliases and all(aliases) else None
+
+    def _anchor(self, name, before):
+        """The line of the block mapping anchored ``&name`` that an alias on line ``before`` names (the latest
+        definition before it, as YAML has it); None when that anchor is on anything else, or nowhere."""
+        token = re.compile(r"(?:^|[\s\[{,])&%s(?=[\s,\]}]|$)" % re.escape(name))
+        for index in range(before - 1, -1, -1):
+            text = self.lines[index].text
+            if not (_content(text) and token.search(text)):
+                continue
+            match = KEY_LINE.match(text)
+            if not match or _scalar(match.group("rest")) != "&" + name:
+                return None  # anchored on a flow value or a list item
+            children = self._children(index, self._block_end(index, _indent(text)))[1]
+            return index if children and not children[0][1].lstrip().startswith("-") else None
+        return None
+
+    def _resolve(self, index, keys, where):
+        """The line of ``keys`` below the key on line ``index``, merge keys followed; None where one is missing."""
+        for depth, key in enumerate(keys):
+            match = KEY_LINE.match(self.lines[index].text)
+            if _inline_value(match.group("rest")):
+                return None  # a flow value or an alias: not followed
+            end = self._block_end(index, len(match.group("indent")))
+            index, _match, _merge = self._lookup(index, end, key, where + keys[:depth])
+            if index is None:
+                return None
+        return index
 
     def _root(self):
         """A virtual parent covering the whole document: (start=-1, end, indent=-1)."""
@@ -171,11 +329,11 @@ class OverrideText:
             self.touched.add(id(line))
 
     def find(self, path):
-        """The line of the key at ``path``, or None."""
+        """The line of the key at ``path``, or None; a key that a merge key brings in is found on its anchor's line."""
         start, end, indent = self._root()
         line = None
-        for key in path:
-            index, found = self._find_key(start, end, key)
+        for depth, key in enumerate(path):
+            index, found, _merge = self._lookup(start, end, key, path[:depth])
             if index is None:
                 return None
             line = self.lines[index]
@@ -188,42 +346,81 @@ class OverrideText:
         start, end, indent = self._root()
         for depth, key in enumerate(path):
             leaf = depth == len(path) - 1
-            index, found = self._find_key(start, end, key)
+            index, found, merge = self._lookup(start, end, key, path[:depth])
+            if merge is not None:
+                self._set_merged(path, depth, (start, end), index, merge, value)
+                return
             if index is None:
                 child_indent = found if found is not None else (0 if indent < 0 else indent + self.unit)
-                texts = []
-                for offset, rest_key in enumerate(path[depth:]):
-                    pad = " " * (child_indent + offset * self.unit)
-                    if offset == len(path) - depth - 1:
-                        texts.append("%s%s: %s  %s" % (pad, rest_key, value, MARK))
-                    else:
-                        texts.append("%s%s:  %s" % (pad, rest_key, MARK))
-                self._insert(end, texts)
+                self._insert(end, self._new_lines(path[depth:], child_indent, value))
                 return
             match = found
             line = self.lines[index]
             if leaf:
                 self._claim(index, path, _scalar(match.group("rest")), value,
-                            "%s%s: %s  %s" % (match.group("indent"), key, value, MARK))
+                            "%s%s: %s  %s" % (match.group("indent"), _key_token(match), value, MARK))
                 return
-            if _inline_value(match.group("rest")):
-                raise EditError("%s at line %d is written in flow style (%s); write it as a block to let the limits be merged"
-                                % (".".join(path[:depth + 1]), index + 1, line.text.strip()))
+            inline = _inline_value(match.group("rest"))
+            if inline:
+                raise _not_a_block(path[:depth + 1], index, inline)
             self.touched.add(id(line))
             start, indent = index, len(match.group("indent"))
             end = self._block_end(start, indent)
 
+    def _new_lines(self, keys, child_indent, value):
+        """Lines for ``keys`` that the file lacks, nested, the last set to ``value``; keys quoted where YAML reads them otherwise."""
+        texts = []
+        for offset, key in enumerate(keys):
+            pad = " " * (child_indent + offset * self.unit)
+            if offset == len(keys) - 1:
+                texts.append("%s%s: %s  %s" % (pad, _yaml_key(key), value, MARK))
+            else:
+                texts.append("%s%s:  %s" % (pad, _yaml_key(key), MARK))
+        return texts
+
+    def _set_merged(self, path, depth, block, index, merge, value):
+        """``path[depth]`` comes in through the merge key on line ``merge``: an operator's value, kept, adopted or refused.
+
+        A merged scalar gives way to a key of the mapping's own, as YAML
+        merges; adopting it writes that key into the mapping (``block``) and
+        leaves the anchor, which other services may share, as it is. A merged
+        mapping cannot take one more key without being replaced whole: unless
+        it already says what the plan says, that is refused, adopt or not.
+        """
+        via = "merged by %s at line %d" % (self.lines[merge].text.strip(), merge + 1)
+        leaf = self._resolve(index, path[depth + 1:], path[:depth + 1])
+        old = _scalar(KEY_LINE.match(self.lines[leaf].text).group("rest")) if leaf is not None else None
+        if old is not None and _same_value(old, value):
+            return  # the operator's value already says it: left theirs
+        if depth < len(path) - 1:
+            raise EditError(
+                "%s comes from the merge key at line %d (%s); the plan sets %s in it to %s (now %s), which cannot be "
+                "written into a merged mapping without replacing all of it, adopt or not: write %s in %s itself"
+                % (".".join(path[:depth + 1]), merge + 1, self.lines[merge].text.strip(), ".".join(path[depth + 1:]),
+                   value, "unset" if old is None else old, path[depth], ".".join(path[:depth])))
+        # A line the collection wrote (in a service that is itself an anchor) is not the operator's.
+        if not self.lines[leaf].text.rstrip().endswith(MARK):
+            conflict = OperatorValue(path, leaf + 1, old, value, via)
+            if not self.adopt:
+                self.operator_values.append(conflict)
+                return
+            self.adopted.append(conflict)
+        start, end = block
+        self._insert(end, self._new_lines(path[depth:], self._children(start, end)[0], value))
+
     def set_env(self, service_path, name, value):
         """Set one environment variable of a service, in the style the block already uses."""
         start, end, indent = self._root()
-        for key in service_path + ["environment"]:
-            index, found = self._find_key(start, end, key)
-            if index is None:
-                self.set_value(service_path + ["environment", name], json.dumps(value))
+        path = service_path + ["environment"]
+        for depth, key in enumerate(path):
+            index, found, merge = self._lookup(start, end, key, path[:depth])
+            if index is None or merge is not None:
+                # Absent, it is written as a mapping; merged, set_value keeps, adopts or refuses it.
+                self.set_value(path + [name], json.dumps(value))
                 return
-            if _inline_value(found.group("rest")):
-                raise EditError("%s at line %d is written in flow style; write it as a block to let the limits be merged"
-                                % (".".join(service_path + [key]), index + 1))
+            inline = _inline_value(found.group("rest"))
+            if inline:
+                raise _not_a_block(path[:depth + 1], index, inline)
             start, indent = index, len(found.group("indent"))
             end = self._block_end(start, indent)
         child_indent, children = self._children(start, end)
@@ -264,7 +461,8 @@ class OverrideText:
                 key = KEY_LINE.match(child_text)
                 if key:
                     keys.add(key.group("key"))
-            entries.append(dict(name=match.group("key"), line=child + 1,
+            # A key Compose reads as a number, boolean or null is named as written (compose then says what is wrong).
+            entries.append(dict(name=_key_name(match) or match.group("key"), line=child + 1,
                                 ours=all(t.endswith(MARK) for t in block), managed=any(t.endswith(MARK) for t in block),
                                 complete=bool(keys & set(["image", "build", "extends", "<<"])) or bool(_inline_value(match.group("rest")))))
         return entries

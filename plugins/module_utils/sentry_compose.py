@@ -4,9 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one way the collection calls Docker Compose on a self-hosted checkout.
 
-Standard library only, like host_memory: modules pass ``module.run_command``
-as ``run`` and the programs installed on hosts pass a subprocess wrapper. Every
-call is an argv list; nothing is ever given to a shell.
+Standard library only, like host_memory: modules pass host_program.run_command
+as ``run`` with a ``timeout`` (AnsibleModule.run_command has no time limit), and
+the programs installed on hosts pass a subprocess wrapper that applies its own.
+Every call is an argv list; nothing is ever given to a shell.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,9 +23,33 @@ OVERRIDE_FILE = "docker-compose.override.yml"
 # Compose service names: what `docker compose` itself accepts.
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
 
+# Seconds a Docker or Compose call may take (the modules' docker_timeout): ps, inspect, config, version and
+# exec answer within seconds on a healthy daemon; one stuck on a hung daemon or plugin never answers.
+DOCKER_TIMEOUT = 60
+# At least this long for calls that stop and start containers: `up -d` recreating every service of a full
+# stack, or restarting them all, waits out each one's stop grace period. The restart program allows the same.
+RECREATE_TIMEOUT = 900
+# What host_program.run_command (like timeout(1)) answers for a command that did not end in time.
+TIMED_OUT = 124
+
 
 class ComposeError(Exception):
     """A compose command failed or its answer could not be used."""
+
+
+class ComposeTimeout(ComposeError):
+    """A docker or compose command did not end within its time limit (and was stopped)."""
+
+    def __init__(self, argv, limit):
+        super(ComposeTimeout, self).__init__(
+            "`%s` did not end within %s s and was stopped; the Docker daemon or its Compose plugin may be stuck "
+            "(the modules' docker_timeout option sets the limit)" % (" ".join(argv), limit))
+        self.argv = argv
+        self.limit = limit
+
+
+class ComposeAnswerError(ComposeError):
+    """A compose command ended well but its answer is not what it always prints (truncated, not JSON, wrong shape)."""
 
 
 def valid_service_name(name):
@@ -44,10 +69,33 @@ class SentryCompose:
     gives compose the same merged values (a later file wins).
     """
 
-    def __init__(self, project_dir, run, docker="docker"):
+    def __init__(self, project_dir, run, docker="docker", timeout=None):
+        """``timeout`` None: ``run(argv)`` applies its own time limit (the host programs' wrappers do).
+        Seconds: ``run(argv, limit)`` is host_program.run_command's shape, and this class decides each call's
+        limit from them (time_limit) and turns a call that ran out of time into ComposeTimeout."""
         self.project_dir = project_dir
         self.run = run
         self.docker = docker
+        self.timeout = timeout
+
+    def time_limit(self, recreates=False):
+        """Seconds one call may take: ``timeout``, and at least RECREATE_TIMEOUT when it stops and starts containers."""
+        if self.timeout is None:
+            return None
+        return max(self.timeout, RECREATE_TIMEOUT) if recreates else self.timeout
+
+    def run_docker(self, argv, recreates=False):
+        """Run any docker argv with its time limit: (rc, stdout, stderr), or ComposeTimeout.
+
+        The ``run`` modules hand host_memory.list_compose_containers and detect_engine.
+        """
+        limit = self.time_limit(recreates)
+        if limit is None:
+            return self.run(argv)
+        rc, out, err = self.run(argv, limit)
+        if rc == TIMED_OUT:
+            raise ComposeTimeout(argv, limit)
+        return rc, out, err
 
     def env_files(self):
         names = [".env", ".env.custom"]
@@ -63,16 +111,19 @@ class SentryCompose:
         return argv + list(args)
 
     def call(self, *args, **kwargs):
-        """Run a compose command; raise ComposeError with its output when it fails."""
+        """Run a compose command; raise ComposeError with its output when it fails.
+
+        ``recreates`` marks a command that stops and starts containers (a longer time limit).
+        """
         argv = self.argv(*args, files=kwargs.get("files"))
-        rc, out, err = self.run(argv)
+        rc, out, err = self.run_docker(argv, kwargs.get("recreates", False))
         if rc != 0:
             raise ComposeError("%s failed (rc=%s): %s" % (" ".join(argv[1:]), rc, (err or out).strip()))
         return out
 
     def version(self):
         """Compose's version as a tuple; refuses Compose v1, which cannot run self-hosted."""
-        out = self.run([self.docker, "compose", "version", "--short"])
+        out = self.run_docker([self.docker, "compose", "version", "--short"])
         rc, text = out[0], (out[1] or "").strip()
         match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", text)
         if rc != 0 or not match:
@@ -84,8 +135,22 @@ class SentryCompose:
         return version
 
     def config(self, files=None):
-        """The merged project as compose resolves it (profiles, env, override)."""
-        return json.loads(self.call("config", "--format", "json", files=files))
+        """The merged project as compose resolves it (profiles, env, override).
+
+        Every reader indexes the answer as an object of service objects; anything else (a list, a string, null,
+        truncated text) is a ComposeAnswerError naming the command, not an AttributeError or a skewed reading.
+        """
+        args = ("config", "--format", "json")
+        out = self.call(*args, files=files)
+        try:
+            config = json.loads(out or "")
+        except ValueError:
+            config = None
+        services = config.get("services", {}) if isinstance(config, dict) else None
+        if not isinstance(services, dict) or not all(isinstance(s, dict) for s in services.values()):
+            raise ComposeAnswerError("`docker compose %s` in %s did not answer with a JSON object of services: %.200r"
+                                     % (" ".join(args), self.project_dir, out))
+        return config
 
     def services(self, files=None):
         """Services of the active profiles, in compose's order."""
@@ -94,10 +159,10 @@ class SentryCompose:
     def up_no_deps(self, services):
         """Recreate just these services (a changed limit needs a new container)."""
         if services:
-            self.call("up", "-d", "--no-deps", *self._checked(services))
+            self.call("up", "-d", "--no-deps", *self._checked(services), recreates=True)
 
     def restart(self, services):
-        self.call("restart", *self._checked(services))
+        self.call("restart", *self._checked(services), recreates=True)
 
     def exec_in(self, service, *command):
         """Run a command in a service's container, without a terminal (-T)."""
@@ -309,6 +374,7 @@ class RelayRestart:
         self.log = log or (lambda message: None)
         self.sleep = sleep or time.sleep
         self.clock = clock or time.monotonic
+        self.done = []
 
     def running_services(self):
         return [s for s in self.compose.call("ps", "--status", "running", "--services").split() if s]
@@ -354,6 +420,9 @@ class RelayRestart:
         service, command = readiness_argv(self.release)
         try:
             self.compose.exec_in(service, *command)
+        except ComposeTimeout:
+            # A stuck docker, not an unready Relay (the probes give up within seconds): probing again would only wait again.
+            raise
         except ComposeError as exc:
             return False, str(exc)
         return True, "relay answered ready"
@@ -370,8 +439,11 @@ class RelayRestart:
             self.sleep(max(0, min(interval, deadline - self.clock())))
 
     def execute(self, steps, timeout):
-        """Run the planned steps; returns (done, ready). Compose failures raise ComposeError."""
-        done = []
+        """Run the planned steps; returns (done, ready). Compose failures raise ComposeError.
+
+        ``self.done`` holds the steps done so far, so that a caller can say what changed when one fails.
+        """
+        done = self.done = []
         ready = None
         for step in steps:
             action, argument = step

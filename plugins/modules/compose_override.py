@@ -182,15 +182,18 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import (
+    DOCKER_FAULTS,
     Checkout,
     CheckoutError,
     deploy_memory,
     limit_key,
+    module_compose,
     service_config,
 )
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFileError
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import ComposeError, SentryCompose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, ComposeError
 
 
 def _plan_problems(plan):
@@ -249,7 +252,10 @@ class ComposeOverride:
         self.module.fail_json(msg=msg, notes=self.notes, **extra)
 
     def read_text(self):
-        return self.file.read()
+        try:
+            return self.file.read()
+        except ManagedFileError as exc:
+            self.fail(str(exc))
 
     @staticmethod
     def redis_command(old_config):
@@ -274,6 +280,8 @@ class ComposeOverride:
         try:
             with self.checkout.with_override(new_text) as files:
                 self.compose.config(files=files)
+        except DOCKER_FAULTS as exc:
+            self.fail("%s; the file is left as it was" % exc)
         except ComposeError as exc:
             self.fail("the override without the collection's lines is not valid for this checkout; the file is left as it was: %s" % exc)
         result["changed"] = True
@@ -371,6 +379,8 @@ class ComposeOverride:
         try:
             with self.checkout.with_override(new_text) as files:
                 new_config = self.compose.config(files=files)
+        except DOCKER_FAULTS as exc:
+            self.fail("%s; the old file is left in place" % exc)
         except ComposeError as exc:
             self.fail("the new override is not valid for this checkout; the old file is left in place: %s" % exc)
         problems = self.check_result(new_config, expected)
@@ -439,9 +449,13 @@ class ComposeOverride:
 
     def write(self, new_text, result):
         """Replace the override atomically, through a symlink, keeping its mode, owner and line endings, after a backup."""
-        if self.file.exists() and self.params["backup"]:
-            result["backup_file"] = self.file.backup()
-        self.file.write(new_text)
+        try:
+            if self.file.exists() and self.params["backup"]:
+                result["backup_file"] = self.file.backup()
+            self.file.write(new_text)
+        except ManagedFileError as exc:
+            # A backup made before the write failed is whole: say where it is.
+            self.fail(str(exc), **dict((k, result[k]) for k in ("backup_file",) if k in result))
 
     def apply(self, result):
         try:
@@ -477,11 +491,12 @@ def main():
             apply=dict(type="bool", default=False),
             adopt=dict(type="bool", default=False),
             docker=dict(type="str", default="docker"),
+            docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     docker = module.get_bin_path(module.params["docker"], required=True)
-    compose = SentryCompose(module.params["project_dir"], module.run_command, docker)
+    compose = module_compose(module, docker)
     module.exit_json(**ComposeOverride(module, compose).run())
 
 

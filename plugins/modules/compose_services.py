@@ -104,8 +104,8 @@ notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import Checkout, CheckoutError
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import SentryCompose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import Checkout, CheckoutError, module_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT
 
 
 def main():
@@ -113,11 +113,12 @@ def main():
         argument_spec=dict(
             project_dir=dict(type="path", default="/opt/sentry"),
             docker=dict(type="str", default="docker"),
+            docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     docker = module.get_bin_path(module.params["docker"], required=True)
-    checkout = Checkout(SentryCompose(module.params["project_dir"], module.run_command, docker), module.tmpdir)
+    checkout = Checkout(module_compose(module, docker), module.tmpdir)
     try:
         facts, dummy = checkout.read()
     except CheckoutError as exc:

@@ -225,15 +225,18 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import module_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, ComposeTimeout
 
 
 class MemoryInfo:
-    """Gathers the report; ``root`` lets tests read a fixture tree."""
+    """Gathers the report; ``root`` lets tests read a fixture tree and ``run`` (host_program.run_command's shape) answer for docker."""
 
-    def __init__(self, module, root="/"):
+    def __init__(self, module, root="/", run=None):
         self.module = module
         self.params = module.params
         self.root = root
+        self.run = run
         self.notes = []
 
     def want_containers(self):
@@ -249,9 +252,12 @@ class MemoryInfo:
         if docker is None:
             return []
         project = hm.compose_project_name(hm.checkout_env(self.params["project_dir"], []), self.params["compose_project"])
+        compose = module_compose(self.module, docker, self.run)
         try:
-            found = hm.list_compose_containers(self.module.run_command, project, docker)
-        except hm.MemoryReadError as exc:
+            found = hm.list_compose_containers(compose.run_docker, project, docker)
+        except (ComposeTimeout, hm.MemoryReadError) as exc:
+            # A host short of memory is where dockerd answers slowly: the audit still reports the host's figures
+            # then, with a note, unless the containers were asked for.
             if self.params["containers"]:
                 self.module.fail_json(msg="cannot list the containers of compose project %s: %s" % (project, exc))
             self.notes.append("containers were not listed: %s" % exc)
@@ -313,6 +319,7 @@ def main():
             backend=dict(type="str", default="auto", choices=["auto", "psutil", "procfs"]),
             top_processes=dict(type="int", default=5),
             docker=dict(type="str", default="docker"),
+            docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
         ),
         supports_check_mode=True,
     )

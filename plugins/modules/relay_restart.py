@@ -112,6 +112,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import module_compose
 
 
 class RelayRestartModule:
@@ -137,7 +138,7 @@ class RelayRestartModule:
             self.module.fail_json(msg="%s is not a self-hosted checkout (docker-compose.yml, .env and relay/ expected)" % project_dir)
         docker = self.module.get_bin_path(self.params["docker"], required=True)
         release = hm.relay_release(hm.checkout_env(project_dir))
-        compose = sc.SentryCompose(project_dir, self.module.run_command, docker)
+        compose = module_compose(self.module, docker)
         restarter = sc.RelayRestart(compose, release, log=self.module.debug)
         result = dict(changed=False, actions=[], ready=None, stood_aside=None,
                       release=".".join(str(p) for p in release) if release else None)
@@ -158,6 +159,8 @@ class RelayRestartModule:
                 return result
             actions, ready = restarter.execute(steps, params["timeout"])
         except sc.ComposeError as exc:
+            # A step that failed or ran out of time after others were done: say what was done.
+            result.update(actions=list(restarter.done), changed=any(not a.startswith("wait") for a in restarter.done))
             self.module.fail_json(msg=str(exc), **result)
         finally:
             lock.release()
@@ -177,6 +180,7 @@ def main():
             wait_ready=dict(type="bool", default=True),
             timeout=dict(type="int", default=120),
             docker=dict(type="str", default="docker"),
+            docker_timeout=dict(type="int", default=sc.DOCKER_TIMEOUT),
         ),
         supports_check_mode=True,
     )

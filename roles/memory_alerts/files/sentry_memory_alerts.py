@@ -640,17 +640,39 @@ def state_shape_error(state):
     return None
 
 
+def read_own_state(path):
+    """The state file's JSON value, or None where there is none.
+
+    Raises host_program.UntrustedFileError for a file another user could have
+    written (a symlink, not a regular file, another user's, group or others may
+    write it) or one in a directory another user may change, where a checked
+    file could be swapped before it is opened; ValueError when it does not parse.
+    """
+    directory = os.path.dirname(path) or "."
+    if os.path.lexists(directory):
+        try:
+            sc.private_directory(directory)
+        except sc.UnsafePathError as exc:
+            raise hp.UntrustedFileError(str(exc))
+    return hp.read_own_json(path)
+
+
 def load_state(path, journal):
     try:
-        with open(path, "rb") as handle:
-            state = json.loads(handle.read().decode("utf-8"))
+        state = read_own_state(path)
+        if state is None:
+            return {"version": 1, "alerts": {}, "history": []}
         problem = state_shape_error(state)
         if problem:
             raise ValueError(problem)
         return state
+    except hp.UntrustedFileError as exc:
+        # A forged state could mark every alert as sent already and so silence it. The file is left as it
+        # is (save_state will not replace it either) for an administrator to look at and remove.
+        journal.log("error", "the state %s is not root's alone, so it is not read (%s): starting afresh; "
+                             "no state is saved until it is removed or made root's alone" % (path, exc))
     except (IOError, OSError) as exc:
-        if os.path.exists(path):
-            journal.log("error", "cannot read the state %s (%s): starting afresh" % (path, exc))
+        journal.log("error", "cannot read the state %s (%s): starting afresh" % (path, exc))
     except ValueError as exc:
         journal.log("error", "the state %s is damaged (%s): starting afresh" % (path, exc))
     return {"version": 1, "alerts": {}, "history": []}
@@ -676,6 +698,14 @@ def record_use_peaks(path, containers, now):
 def save_state(path, state):
     # Only root may place files where root's state lives.
     sc.private_directory(os.path.dirname(path))
+    # Nor is a state load_state refused replaced (rename would swap out a symlink or another user's file
+    # without a trace): it stays for an administrator to look at. Root's own damaged state is replaced.
+    try:
+        read_own_state(path)
+    except ValueError:
+        pass
+    except hp.UntrustedFileError as exc:
+        raise sc.UnsafePathError("not replacing it: %s" % exc)
     hp.write_atomic(path, json.dumps(state, sort_keys=True, separators=(",", ":")), 0o600)
 
 

@@ -130,9 +130,12 @@ def recent_restarts(state_file, window, now):
     if not os.path.lexists(state_file):
         return []
     try:
-        with os.fdopen(sc.open_private(state_file, os.O_RDONLY), "rb") as handle:
-            stamps = json.loads(handle.read().decode("utf-8"))
-    except (IOError, OSError, ValueError, sc.UnsafePathError) as exc:
+        # Read as the restart lock is: in a directory only root can change (else a checked file could be swapped
+        # before it is opened), and only a regular file of root's that no one else may write. One that others
+        # could write could say "no restarts yet" and lift the rate limit; it counts as damaged.
+        sc.private_directory(os.path.dirname(state_file) or ".")
+        stamps = hp.read_own_json(state_file)
+    except (IOError, OSError, ValueError, sc.UnsafePathError, hp.UntrustedFileError) as exc:
         raise DamagedRecord(str(exc))
     if not isinstance(stamps, list) or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in stamps):
         raise DamagedRecord("not a list of times")

@@ -787,6 +787,45 @@ def test_state_of_the_wrong_shape_starts_afresh(tmp_path, state):
     assert json.loads((tmp_path / "state" / "state.json").read_text())["alerts"]["relay"]["level"] == "critical"
 
 
+def forged_state(now):
+    """A state saying the critical Relay alert reached every channel a minute ago: read, it would silence the alert."""
+    told = {"level": "critical", "at": now - 60}
+    return {"version": 1, "history": [],
+            "alerts": {"relay": {"level": "critical", "since": now - 600, "sent": {"journal": told, "webhook": told}}}}
+
+
+@pytest.mark.parametrize("forge", ["group-writable", "other-writable", "symlink", "other-owner", "other-owners-directory"])
+def test_a_state_another_user_controls_is_neither_read_nor_replaced(tmp_path, forge):
+    root, config = run_host(tmp_path, peaks_file=None)
+    set_available(root, int(mem_total(root) * 0.05))  # critical
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o755)
+    path = state_dir / "state.json"
+    forged = json.dumps(forged_state(1000.0))
+    if forge == "symlink":
+        (tmp_path / "elsewhere.json").write_text(forged)
+        path.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        path.write_text(forged)
+        os.chmod(str(path), {"group-writable": 0o620, "other-writable": 0o602}.get(forge, 0o600))
+        if forge == "other-owner":
+            os.chown(str(path), 65534, 65534)
+        if forge == "other-owners-directory":
+            os.chown(str(state_dir), 65534, 65534)
+    opener = Opener()
+    failures, log = run(config, root, 1000.0, opener)
+    assert "<3>the state %s is not root's alone, so it is not read" % path in log
+    # Started afresh: the alert is raised in the journal and through the webhook, not silenced.
+    assert "<2>relay critical:" in log
+    assert [(a["key"], a["level"], a["previous"]) for a in opener.requests[0]["body"]["alerts"]] == [("relay", "critical", "ok")]
+    # Not replaced either: the file stays as it was for an administrator, and the run fails so that the unit shows it.
+    assert failures == 1 and "<3>cannot save the state %s:" % path in log
+    assert os.path.islink(str(path)) == (forge == "symlink")
+    assert (tmp_path / "elsewhere.json" if forge == "symlink" else path).read_text() == forged
+    assert os.lstat(str(path)).st_uid == (65534 if forge == "other-owner" else 0)
+    assert sorted(os.listdir(str(state_dir))) == ["state.json"]
+
+
 def test_webhook_userinfo_is_sent_as_basic_auth_and_kept_out_of_the_url(tmp_path):
     root, config = run_host(tmp_path)
     (tmp_path / "url").write_text("https://alerts:p%40ss@hooks.example:8443/T000/B000/secret?token=abc\n")

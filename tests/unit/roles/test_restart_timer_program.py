@@ -333,6 +333,24 @@ def test_damaged_restart_record_keeps_the_rate_limit(host, capsys, record):
     assert "restart rate limit reached: 2 restarts" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mode", [0o620, 0o602], ids=["group-writable", "other-writable"])
+def test_a_restart_record_others_may_write_keeps_the_rate_limit(host, capsys, mode):
+    host_tree(host.root, relay_anon=GIB)
+    state = host.dir / "state"
+    state.mkdir(mode=0o700)
+    record = state / "restarts.json"
+    # Root's file, but one the group or others may write: its "no restarts yet" would lift the rate limit.
+    record.write_text("[]")
+    record.chmod(mode)
+    assert host.run(modes=["always"], max_restarts=2) == 4
+    assert [c for c in host.calls() if c.startswith("compose restart")] == []
+    out = capsys.readouterr().out
+    assert "<3>the restart record %s is damaged" % record in out and "that only its owner may write" in out
+    # Rewritten as root's alone, a full window.
+    assert os.stat(str(record)).st_mode & 0o777 == 0o600
+    assert len(json.loads(record.read_text())) == 2
+
+
 def test_docker_answering_no_json_is_a_logged_note_not_a_traceback(host, capsys):
     host_tree(host.root, relay_anon=GIB, limit=4 * GIB)
     docker = host.dir / "docker-garbage"

@@ -26,12 +26,12 @@ class Failed(Exception):
 
 
 class FakeModule:
-    """Just what MemoryInfo uses of AnsibleModule; run_command answers for the docker CLI."""
+    """Just what MemoryInfo uses of AnsibleModule; run_command answers for the docker CLI (passed as MemoryInfo's run)."""
 
     def __init__(self, docker=True, ps="bbbb\n", inspect=None, **params):
         self.params = dict(relay_threshold=None, relay_max_memory_bytes=None, project_dir="/nonexistent",
                            containers=None, compose_project=None, backend="procfs", top_processes=3,
-                           docker="docker")
+                           docker="docker", docker_timeout=60)
         self.params.update(params)
         self.docker = docker
         self.ps = ps
@@ -43,7 +43,7 @@ class FakeModule:
             return None
         return name if name.startswith("/") else "/usr/bin/" + name
 
-    def run_command(self, argv):
+    def run_command(self, argv, timeout=None):
         self.commands.append(argv)
         if argv[1] == "ps":
             return 0, self.ps, ""
@@ -54,7 +54,8 @@ class FakeModule:
 
 
 def gather(root, **kwargs):
-    return memory_info.MemoryInfo(FakeModule(**kwargs), root=os.path.join(HOSTS, root)).gather()
+    module = FakeModule(**kwargs)
+    return memory_info.MemoryInfo(module, root=os.path.join(HOSTS, root), run=module.run_command).gather()
 
 
 def checkout(tmp_path, release="24.8.0", threshold=None):
@@ -135,9 +136,9 @@ def test_project_with_no_container_is_a_note_by_default_and_an_error_when_asked(
 
 def test_docker_daemon_down_with_containers_requested_fails_clearly():
     module = FakeModule(containers=True)
-    module.run_command = lambda argv: (1, "", "Cannot connect to the Docker daemon")
+    module.run_command = lambda argv, timeout=None: (1, "", "Cannot connect to the Docker daemon")
     with pytest.raises(Failed, match="cannot list the containers.*Cannot connect"):
-        memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited")).gather()
+        memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited"), run=module.run_command).gather()
 
 
 def test_threshold_in_config_outside_range_fails(tmp_path):
@@ -177,7 +178,7 @@ def test_main_reports_this_machine():
 def test_containers_are_listed_with_the_docker_cli_it_is_given(tmp_path):
     module = FakeModule(project_dir=checkout(tmp_path))
     module.params["docker"] = "/opt/docker-ce/bin/docker"
-    memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited")).gather()
+    memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited"), run=module.run_command).gather()
     assert module.commands and {argv[0] for argv in module.commands} == {"/opt/docker-ce/bin/docker"}
 
 
@@ -191,6 +192,6 @@ def test_the_compose_project_comes_from_the_checkout_as_in_the_relay_view(tmp_pa
     with open(os.path.join(path, ".env"), "a") as handle:
         handle.write(env_line)
     module = FakeModule(project_dir=path, compose_project=given)
-    result = memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited")).gather()
+    result = memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited"), run=module.run_command).gather()
     assert module.commands[0][-1] == "label=com.docker.compose.project=%s" % project
     assert result["relay"]["measures"] == "cgroup"

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The relay_restart module: interface, check mode, failures; run_command is patched at the docker CLI boundary."""
+"""The relay_restart module: interface, check mode, failures; host_program.run_command is patched at the docker CLI boundary."""
 
 import json
 
@@ -8,6 +8,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import relay_restart
 
 CONFIG_24 = {"services": {"nginx": {"depends_on": {"relay": {"condition": "service_started", "required": True}}},
@@ -62,10 +63,10 @@ def docker(monkeypatch, tmp_path):
     fake = Docker()
     fake.calls = []
 
-    def run_command(module, argv, **kwargs):
+    def run_command(argv, timeout=60):
         return fake.answer(argv)
 
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(host_program, "run_command", run_command)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda module, name, required=False, opt_dirs=None: "/usr/bin/docker")
 
     def exit_json(module, **result):
