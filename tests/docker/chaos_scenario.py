@@ -402,8 +402,11 @@ class Arm:
     # the run -----------------------------------------------------------------
 
     def settle(self, timeout=90):
-        """The parent's anonymous memory once the stand-ins hold their figures (`up --wait` returns as they start)."""
-        want = sum(self.plan.held_figures().values()) * MIB
+        """The parent's anonymous memory once the stand-ins hold their figures (`up --wait` returns as they start).
+
+        Nearly all of them: nginx's stand-in (a shell) holds nothing of its share and the leaker starts from its
+        interpreter, so the whole sum is never reached (test_chaos allows the same 3%)."""
+        want = 0.97 * sum(self.plan.held_figures().values()) * MIB
         deadline = time.monotonic() + timeout
         while True:
             used = hm.read_cgroup_memory(self.parent, 1)["anon"]

@@ -123,8 +123,9 @@ def test_peaks_of_use_survive_the_restart_that_resets_them(stack, play, tmp_path
     that started the container's use again from zero, changes nothing."""
     peaks = tmp_path / "peaks.json"
     measured = dict(compose_limits_use_measured=True, sentry_selfhosted_peaks_file=str(peaks),
-                    # A low minimum, so that worker's lowest limit follows its use.
-                    compose_limits_table={"worker": {"min": 32}})
+                    # A low minimum and no share of the spare RAM, so that worker's limit is its lowest limit,
+                    # which follows its use (on 16 GiB a share would reach the row's max either way).
+                    compose_limits_table={"worker": {"min": 32, "weight": 0}})
     # worker holds 64 MiB; a burst of 200 MiB more (written, so every page counts) goes on while the role runs.
     stack.compose("exec", "-d", "worker", "python3", "-c", "import time; burst = b'x' * (200 * 1024 * 1024); time.sleep(900)")
     deadline = time.monotonic() + 30

@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""execution-environment.yml: `ansible-builder create` gives a build context that installs this
-collection from its own tarball, and the collection declares its EE needs to ansible-builder.
+"""execution-environment.yml: `ansible-builder create` gives, offline, a build context from pinned parts
+(the base image by tag or digest, ansible-core and ansible-runner by version, the collection as a file)
+that installs this collection from its own tarball without Galaxy, and the collection declares its EE
+needs to ansible-builder.
 
 `ansible-builder build` is not run: it needs a registry for the base image."""
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 
@@ -16,6 +19,15 @@ from conftest import REPO, tool
 
 VENV = os.path.join(REPO, ".cache", "venv-builder")
 REQUIREMENTS = os.path.join(REPO, "tests", "requirements-builder.txt")
+# Every way out of this machine points at a closed port: what runs with it may not reach Galaxy, PyPI or a registry.
+NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+              "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": "",
+              "ANSIBLE_GALAXY_SERVER": "http://127.0.0.1:9/api/", "PIP_INDEX_URL": "http://127.0.0.1:9/simple/"}
+
+
+def build_args(containerfile):
+    """The ARG defaults of a Containerfile: name -> value."""
+    return dict(re.findall(r'^ARG (\w+)="(.*)"$', containerfile, re.M))
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +64,9 @@ def context(builder, tarball, tmp_path_factory):
     work = tmp_path_factory.mktemp("ee")
     shutil.copy(os.path.join(REPO, "execution-environment.yml"), work)
     shutil.copy(tarball, work)
+    # Offline: creating the context needs nothing from outside this machine.
     proc = subprocess.run([builder, "create", "-f", str(work / "execution-environment.yml"), "-c", str(work / "context")],
-                          capture_output=True, text=True, check=False)
+                          env=dict(os.environ, **NO_NETWORK), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # A missing tarball is only a warning for ansible-builder; here it is an error.
     assert "No matches" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
@@ -77,19 +90,44 @@ def test_containerfile_installs_collection_core_and_runner(context):
     text = (context / "Containerfile").read_text()
     assert "COPY _build /build" in text
     assert 'ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml' in text
-    assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core>=2.19,<2.22 ansible-runner"' in text
-    assert 'ARG PYCMD="/usr/bin/python3.12"' in text
+    assert "$PYCMD -m pip install --no-cache-dir $ANSIBLE_INSTALL_REFS" in text
+    assert build_args(text)["PYCMD"] == "/usr/bin/python3.12"
     # The collections' own Python and system needs are read during the build.
     assert "introspect.py introspect" in text
     assert "/output/scripts/install-from-bindep" in text
 
 
-def test_the_ee_paths_resolve_from_the_galaxy_stage(context, tarball, tmp_path):
-    """The galaxy stage runs in /build (the context's _build): the requirement resolves there, offline."""
+def test_base_image_is_pinned_by_tag_or_digest(context):
+    image = build_args((context / "Containerfile").read_text())["EE_BASE_IMAGE"]
+    name, _, digest = image.partition("@")
+    tag = name.rsplit("/", 1)[-1].partition(":")[2]
+    if digest:
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), image
+    else:
+        # A version tag, not one that moves to the next major release (latest, or none at all).
+        assert re.fullmatch(r"\d+(\.\d+)+(-[\w.]+)?", tag), "base image %s is not pinned by tag or digest" % image
+
+
+def test_ansible_core_and_runner_are_pinned_to_a_supported_release(context):
+    refs = build_args((context / "Containerfile").read_text())["ANSIBLE_INSTALL_REFS"].split()
+    pins = dict(ref.split("==", 1) for ref in refs if "==" in ref)
+    assert sorted(pins) == ["ansible-core", "ansible-runner"] and len(refs) == 2, refs
+    with open(os.path.join(REPO, "meta", "runtime.yml")) as handle:
+        floor = yaml.safe_load(handle)["requires_ansible"].lstrip(">=")
+    core = tuple(int(part) for part in pins["ansible-core"].split(".")[:2])
+    # 2.19 to 2.21, as meta/runtime.yml and the README say.
+    assert tuple(int(part) for part in floor.split(".")[:2]) <= core < (2, 22), pins
+
+
+def test_the_ee_paths_resolve_from_the_galaxy_stage_without_galaxy(context, tarball, tmp_path):
+    """The galaxy stage runs in /build (the context's _build) with the Containerfile's own options: the
+    requirement resolves there with Galaxy out of reach."""
     build = context / "_build"
+    options = build_args((context / "Containerfile").read_text())["ANSIBLE_GALAXY_CLI_COLLECTION_OPTS"].split()
+    assert "--offline" in options
     # Only the empty target and the venv's bundled collections (the dependencies) are visible.
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path))
-    proc = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--offline", "-r", "requirements.yml",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path), **NO_NETWORK)
+    proc = subprocess.run([tool("ansible-galaxy"), "collection", "install"] + options + ["-r", "requirements.yml",
                            "-p", str(tmp_path)], cwd=build, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     manifest = tmp_path / "ansible_collections" / "sentry_selfhosted" / "memory" / "MANIFEST.json"

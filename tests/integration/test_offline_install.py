@@ -69,18 +69,16 @@ def test_nothing_names_a_module_of_another_collection():
 def test_audit_runs_from_the_installed_copy_in_check_mode(offline_install):
     target, env, proc = offline_install
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    env = dict(env, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1")
+    # ansible-core's own default callback: its json callback lives in ansible.posix, which is not there.
+    env = dict(env, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+               ANSIBLE_NOCOLOR="1")
     # From another directory, so nothing of the source tree (adjacent collections, ansible.cfg) is picked up.
     run = subprocess.run([tool("ansible-playbook"), "-i", INVENTORY, "sentry_selfhosted.memory.audit", "--check",
                           "-e", "audit_containers=false", "-vv"],
                          cwd=str(target), env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    data = json.loads(run.stdout[run.stdout.index("{"):])
-    assert data["stats"]["localhost"]["changed"] == 0
-    assert data["stats"]["localhost"]["failures"] == 0
+    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", run.stdout), run.stdout[-2000:]
     # The playbook and its module came from the offline install.
     installed = str(target / "ansible_collections" / "sentry_selfhosted" / "memory")
     assert os.path.join(installed, "playbooks", "audit.yml") in run.stdout + run.stderr
-    tasks = [t["task"]["name"] for t in data["plays"][0]["tasks"]]
-    assert "Read memory, swap, Relay's view and the containers" in tasks
+    assert "TASK [Read memory, swap, Relay's view and the containers]" in run.stdout

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 import checkouts
-from conftest import REPO, task, tool
+from conftest import REPO, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 FIXTURES = checkouts.FIXTURES
@@ -37,6 +37,16 @@ pytestmark = pytest.mark.skipif(
     not shutil.which("docker") or not shutil.which("git")
     or subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0,
     reason="no git, or no docker CLI with the Compose v2 plugin (source hacking/env)")
+
+
+def task(data, name):
+    """The localhost result of the task called name (without its role prefix), in whichever play ran it: the
+    playbook's first play only checks that upgrade_hosts names the hosts."""
+    for play in data["plays"]:
+        for item in play["tasks"]:
+            if item["task"]["name"].split(" : ")[-1] == name:
+                return item["hosts"]["localhost"]
+    raise AssertionError("no task %r" % name)
 
 
 def git(checkout, *args):
@@ -68,7 +78,8 @@ def checkout(tmp_path):
 
 
 def play(tmp_path, ansible_env, checkout, *extra, **play_vars):
-    play_vars = dict(dict(sentry_selfhosted_dir=str(checkout), upgrade_ref="26.8.0", upgrade_start=False, upgrade_timers=[],
+    play_vars = dict(dict(upgrade_hosts="localhost", sentry_selfhosted_dir=str(checkout), upgrade_ref="26.8.0",
+                          upgrade_start=False, upgrade_timers=[],
                           upgrade_state_dir=str(tmp_path / "state"), compose_limits_total_memory_mb=20480,
                           compose_limits_use_measured=False), **play_vars)
     varsfile = tmp_path / "vars.json"
