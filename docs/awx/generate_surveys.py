@@ -106,7 +106,7 @@ def plain(description):
 
 def label(variable):
     """A variable's name in words, sentence case, after the part of the collection it belongs to."""
-    prefix, _, rest = variable.partition("_")
+    prefix, dummy, rest = variable.partition("_")
     words = " ".join(LABEL_WORDS.get(word, word) for word in rest.split("_"))
     return "%s: %s" % (LABEL_PARTS[prefix], words[:1].upper() + words[1:])
 
@@ -151,18 +151,18 @@ def inventory_variables():
     names = set()
     for role in ROLES:
         names.update(role_options(role))
-    names.update(name for _, options in playbook_variables() for name in options)
+    names.update(name for dummy, options in playbook_variables() for name in options)
     return names - launched_options()
 
 
 def question(variable, spec):
     """One AWX survey question. Refuses a preset of anything but a play keyword, and an optional non-text question."""
     if isinstance(spec, str):
-        source, _, where = spec.partition(":")
+        source, dummy, where = spec.partition(":")
         if source == "role":
             option = role_options(where)[variable]
         else:
-            module, _, name = where.partition(".")
+            module, dummy, name = where.partition(".")
             option = module_options(module)[name]
         spec = {"type": option.get("type", "str"), "label": label(variable), "description": plain(option.get("description")),
                 "required": option.get("type") == "bool"}
@@ -221,7 +221,7 @@ def launched_options():
 def playbook_variables():
     """(playbook, {variable: option}) for the playbook variables PREFIX_NAME that feed a module option NAME,
     except those a survey asks per launch."""
-    launched = set(variable for questions in LAUNCH.values() for variable, _ in questions)
+    launched = set(variable for questions in LAUNCH.values() for variable, dummy in questions)
     result = []
     for playbook, (prefix, module) in sorted(PLAYBOOK_OPTIONS.items()):
         with open(os.path.join(REPO, "playbooks", playbook + ".yml"), encoding="utf-8") as handle:

@@ -416,7 +416,7 @@ def test_site_stops_first_on_a_python_the_modules_cannot_run_on(ansible_env, tmp
     version = subprocess.run([tool("ansible"), "--version"], capture_output=True, text=True, check=True).stdout
     minimum = "3.8" if re.search(r"core 2\.19\.", version) else "3.9"
     ran = [(t["task"]["name"], t["hosts"]["localhost"]) for play in data["plays"] for t in play["tasks"]]
-    assert [name for name, _ in ran] == ["Read the managed host's Python", "Check the managed host's Python"], ran
+    assert [name for name, dummy in ran] == ["Read the managed host's Python", "Check the managed host's Python"], ran
     message = ran[-1][1]["msg"]
     assert ran[-1][1]["failed"] and "needs Python %s or later on the managed host" % minimum in message, message
     assert "ansible_python_interpreter" in message

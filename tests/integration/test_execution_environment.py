@@ -99,7 +99,7 @@ def test_containerfile_installs_collection_core_and_runner(context):
 
 def test_base_image_is_pinned_by_tag_or_digest(context):
     image = build_args((context / "Containerfile").read_text())["EE_BASE_IMAGE"]
-    name, _, digest = image.partition("@")
+    name, dummy, digest = image.partition("@")
     tag = name.rsplit("/", 1)[-1].partition(":")[2]
     if digest:
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), image
@@ -127,8 +127,8 @@ def test_the_ee_paths_resolve_from_the_galaxy_stage_without_galaxy(context, tarb
     assert "--offline" in options
     # Only the empty target and the venv's bundled collections (the dependencies) are visible.
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path), **NO_NETWORK)
-    proc = subprocess.run([tool("ansible-galaxy"), "collection", "install"] + options + ["-r", "requirements.yml",
-                           "-p", str(tmp_path)], cwd=build, env=env, capture_output=True, text=True, check=False)
+    argv = [tool("ansible-galaxy"), "collection", "install"] + options + ["-r", "requirements.yml", "-p", str(tmp_path)]
+    proc = subprocess.run(argv, cwd=build, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     manifest = tmp_path / "ansible_collections" / "sentry_selfhosted" / "memory" / "MANIFEST.json"
     assert manifest.exists()

@@ -466,3 +466,13 @@ def test_property_a_rerun_below_the_remembered_peaks_keeps_the_plan(names, ram, 
     # A suspected leak is not remembered (once restarted it is measured afresh): that case is another test's.
     assume(first["fits"] and not first["suspected_leaks"])
     assert second["services"] == first["services"] and second["peaks"] == first["peaks"]
+
+
+def test_the_table_keeps_its_columns_for_long_service_names():
+    long_name = "snuba-subscription-consumer-generic-metrics-distributions-x"
+    lines = mb.memory_budget_table(mb.plan(SMALL + [long_name], 16384))
+    rows = [line for line in lines if " MiB " in line and not line.startswith(("usual use", "limits add up"))]
+    assert any(line.startswith(long_name + " ") for line in rows)
+    # The first figure's unit stands in the same column on every row, the header's "usual" ending above it.
+    assert len(set(line.index(" MiB") for line in rows)) == 1
+    assert lines[0].index("usual") + len("usual") == rows[0].index(" MiB") + len(" MiB")
