@@ -21,8 +21,7 @@ def entries(tree, where):
         yield "%s.%s" % (where, name), entry
         for nested in ("contains", "suboptions"):
             if isinstance(entry, dict) and nested in entry:
-                for item in entries(entry[nested], "%s.%s" % (where, name)):
-                    yield item
+                yield from entries(entry[nested], "%s.%s" % (where, name))
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(FILTERS, "*.yml"))), ids=os.path.basename)
