@@ -15,6 +15,8 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import se
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import Checkout, CheckoutError
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK
 
+from fakes import Clock, minimal_checkout
+
 # Far beyond the 1 s limit the tests set: a call that waits it out is caught by the elapsed-time assertions.
 HANG = 10
 
@@ -39,11 +41,7 @@ def fake_docker(tmp_path, hang):
 
 @pytest.fixture
 def checkout(tmp_path):
-    project = tmp_path / "sentry"
-    (project / "relay").mkdir(parents=True)
-    (project / "docker-compose.yml").write_text("services: {}\n")
-    (project / ".env").write_text("RELAY_IMAGE=getsentry/relay:24.8.0\n")
-    return str(project)
+    return str(minimal_checkout(tmp_path / "sentry"))
 
 
 class Recorder:
@@ -63,19 +61,6 @@ class Recorder:
             if line.startswith(start):
                 return answer
         return 0, "", ""
-
-
-class Clock:
-    """Time that passes only when slept: a probe loop ends at once instead of in real minutes."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 # --- class 1: time limits -------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
 
+from fakes import Clock, minimal_checkout
+
 CONFIG_24 = {"services": {"nginx": {"depends_on": {"relay": {"condition": "service_started", "required": True}}},
                           "relay": {}, "web": {}}}
 CONFIG_25 = {"services": {"nginx": {"depends_on": {"relay": {"condition": "service_started", "restart": True}}},
@@ -37,23 +39,9 @@ class FakeDocker:
         return 0, "", ""
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 @pytest.fixture
 def checkout(tmp_path):
-    (tmp_path / "relay").mkdir()
-    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
-    (tmp_path / ".env").write_text("RELAY_IMAGE=getsentry/relay:24.8.0\n")
-    return str(tmp_path)
+    return str(minimal_checkout(tmp_path / "sentry"))
 
 
 def restarter(checkout, docker, release=(24, 8, 0), clock=None):

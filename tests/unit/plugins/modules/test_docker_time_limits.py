@@ -18,6 +18,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import compose_override, compose_services, memory_info, relay_restart
 
+from fakes import ModuleExit, minimal_checkout, raise_module_exits
+
 HANG = 10
 
 FAKE_DOCKER = """#!/bin/sh
@@ -31,33 +33,15 @@ esac
 """
 
 
-class Exit(Exception):
-    def __init__(self, kind, result):
-        Exception.__init__(self, kind)
-        self.kind = kind
-        self.result = result
-
-
 @pytest.fixture(autouse=True)
 def module_exits(monkeypatch, tmp_path):
-    def exit_json(module, **result):
-        raise Exit("exit", result)
-
-    def fail_json(module, **result):
-        raise Exit("fail", result)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    raise_module_exits(monkeypatch)
     monkeypatch.setattr(relay_restart.sc, "DEFAULT_LOCK_PATH", str(tmp_path / "restart.lock"))
 
 
 @pytest.fixture
 def checkout(tmp_path):
-    project = tmp_path / "sentry"
-    (project / "relay").mkdir(parents=True)
-    (project / "docker-compose.yml").write_text("services: {}\n")
-    (project / ".env").write_text("RELAY_IMAGE=getsentry/relay:24.8.0\n")
-    return str(project)
+    return str(minimal_checkout(tmp_path / "sentry"))
 
 
 def fake_docker(tmp_path, hang="never-asked", config='{"services": {"relay": {}, "web": {}}}'):
@@ -72,7 +56,7 @@ def fake_docker(tmp_path, hang="never-asked", config='{"services": {"relay": {},
 def run(module, args):
     started = time.monotonic()
     with patch_module_args(args):
-        with pytest.raises(Exit) as caught:
+        with pytest.raises(ModuleExit) as caught:
             module.main()
     return caught.value, time.monotonic() - started
 

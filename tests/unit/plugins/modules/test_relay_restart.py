@@ -11,25 +11,17 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import relay_restart
 
+from fakes import ModuleExit, minimal_checkout, raise_module_exits
+
 CONFIG_24 = {"services": {"nginx": {"depends_on": {"relay": {"condition": "service_started", "required": True}}},
                           "relay": {}, "web": {}}}
 CONFIG_26 = {"services": {"nginx": {"depends_on": {"relay": {"condition": "service_started", "restart": True}}},
                           "relay": {}, "web": {}}}
 
 
-class Exit(Exception):
-    def __init__(self, kind, result):
-        Exception.__init__(self, kind)
-        self.kind = kind
-        self.result = result
-
-
 @pytest.fixture
 def checkout(tmp_path):
-    (tmp_path / "relay").mkdir()
-    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
-    (tmp_path / ".env").write_text("RELAY_IMAGE=getsentry/relay:24.8.0\n")
-    return tmp_path
+    return minimal_checkout(tmp_path / "sentry")
 
 
 @pytest.fixture
@@ -69,21 +61,14 @@ def docker(monkeypatch, tmp_path):
     monkeypatch.setattr(host_program, "run_command", run_command)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda module, name, required=False, opt_dirs=None: "/usr/bin/docker")
 
-    def exit_json(module, **result):
-        raise Exit("exit", result)
-
-    def fail_json(module, **result):
-        raise Exit("fail", result)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    raise_module_exits(monkeypatch)
     monkeypatch.setattr(relay_restart.sc, "DEFAULT_LOCK_PATH", str(tmp_path / "restart.lock"))
     return fake
 
 
 def run_module(args):
     with patch_module_args(args):
-        with pytest.raises(Exit) as caught:
+        with pytest.raises(ModuleExit) as caught:
             relay_restart.main()
     return caught.value
 
