@@ -534,7 +534,8 @@ def relay_view(meminfo, release, mode, relay_cgroup=None, threshold=DEFAULT_RELA
     measures = relay_measures(release, mode, limited)
     if measures == "cgroup" and relay_cgroup is None:
         measures = "host"
-        source = "host (relay container not found: no relay container runs, so the host's figures stand in)"
+        # This release measures its own cgroup; say so, and that the host's figures only stand in for it.
+        source = "its own cgroup (relay container not found: no relay container runs, so the host's figures stand in)"
     else:
         source = measures
     if measures == "host-total-free":

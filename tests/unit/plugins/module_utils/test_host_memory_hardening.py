@@ -119,7 +119,7 @@ def test_relay_figure_passes_over_a_relay_without_a_process(tmp_path):
     figure = hm.relay_figure(str(tmp_path), ROOT, docker_answering(item_with(("State", "Pid"), "4242")))
     assert figure["containers_listed"]
     assert "sentry-self-hosted-relay-1: no process to read its memory from" in " ".join(figure["notes"])
-    assert figure["relay"]["source"].startswith("host (relay container not found")
+    assert figure["relay"]["source"].startswith("its own cgroup (relay container not found")
 
 
 # --- .env files ------------------------------------------------------------
