@@ -193,20 +193,16 @@ def _positive_mib(what, mapping):
 
 
 def _measured_use(measured):
-    """What each service uses now, in MiB rounded up (replicas by their largest); memory_info's ``use``."""
+    """What each service uses now (host_memory.use_mb_by_service), once every measurement is checked."""
     if not isinstance(measured or [], list):
         raise BudgetError("measured must be a list of containers, not %r" % (measured,))
-    found = {}
     for container in measured or []:
         if not isinstance(container, dict):
             raise BudgetError("measured containers must be dicts, not %r" % (container,))
         service, use = container.get("service"), container.get("use")
-        if not service or container.get("error") or use is None:
-            continue
-        if not hm.is_number(use) or not 0 <= use < 1 << 60:
+        if service and not container.get("error") and use is not None and (not hm.is_number(use) or not 0 <= use < 1 << 60):
             raise BudgetError("the use of %s must be a number of bytes, not %r" % (service, use))
-        found[service] = max(found.get(service, 0), int(math.ceil(use / float(MIB))))
-    return found
+    return hm.use_mb_by_service(measured)
 
 
 def _remembered(peaks):
@@ -323,7 +319,6 @@ class Planner:
             raise BudgetError("overrides name services the checkout does not run: %s (services: %s)"
                               % (", ".join(unknown), ", ".join(self.names)))
         self.use_now = _measured_use(measured)
-        self.measured = list(measured or [])
         self.remembered = _remembered(remembered_peaks)
         self.seen = dict(self.use_now)
         for name, record in (self.remembered or {"services": {}})["services"].items():
@@ -502,7 +497,7 @@ class Planner:
             sum_mb=total_limits,
             overcommitted=total_limits > self.total,
             services=services,
-            peaks=hm.record_peaks(self.remembered, self.measured, self.now, leave_out=sizing.leaks),
+            peaks=hm.record_peaks(self.remembered, self.use_now, self.now, leave_out=sizing.leaks),
         )
         result.update(self.knobs(limits))
         return result

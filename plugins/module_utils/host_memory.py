@@ -872,20 +872,27 @@ def peaks_shape_error(peaks):
     return None
 
 
-def record_peaks(peaks, containers, now, leave_out=()):
-    """A new history: ``peaks`` (None for none) with each container's ``use`` where it is a new high.
+def use_mb_by_service(containers):
+    """{service: MiB it uses, rounded up} of memory_info's containers; a service's replicas count by their largest.
 
-    Containers with an error or without ``use`` are passed over, and so are
-    the services in ``leave_out`` (suspected leaks: a leaked peak must not
-    lift the plan); a service's replicas count by their largest.
+    Containers with an error, without a service or without a positive ``use`` are passed over."""
+    found = {}
+    for container in containers or []:
+        service, use = container.get("service"), container.get("use")
+        if service and not container.get("error") and is_number(use) and use > 0:
+            found[service] = max(found.get(service, 0), int(-(-int(use) // MIB)))
+    return found
+
+
+def record_peaks(peaks, use_mb, now, leave_out=()):
+    """A new history: ``peaks`` (None for none) with each service's use (``use_mb_by_service``) where it is a new high.
+
+    The services in ``leave_out`` are passed over (suspected leaks: a leaked
+    peak must not lift the plan), and their old records dropped.
     """
     peaks = peaks or {"version": PEAKS_VERSION, "since": int(now), "services": {}}
     services = dict((name, dict(record)) for name, record in peaks["services"].items() if name not in leave_out)
-    for container in containers or []:
-        service, use = container.get("service"), container.get("use")
-        if not service or container.get("error") or service in leave_out or not is_number(use) or use <= 0:
-            continue
-        mb = int(-(-int(use) // MIB))
-        if mb > services.get(service, {}).get("mb", 0):
+    for service, mb in use_mb.items():
+        if service not in leave_out and mb > services.get(service, {}).get("mb", 0):
             services[service] = {"mb": mb, "at": int(now)}
     return {"version": PEAKS_VERSION, "since": peaks["since"], "services": services}

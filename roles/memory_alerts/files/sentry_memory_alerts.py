@@ -687,7 +687,7 @@ def record_use_peaks(path, containers, now):
     problem = peaks is not None and hm.peaks_shape_error(peaks)
     if problem:
         raise ValueError("the history of peaks %s is damaged (%s); compose_limits_forget_peaks starts it afresh" % (path, problem))
-    recorded = hm.record_peaks(peaks, containers, now)
+    recorded = hm.record_peaks(peaks, hm.use_mb_by_service(containers), now)
     if recorded == peaks:
         return False
     sc.private_directory(os.path.dirname(path))
