@@ -471,7 +471,7 @@ def main():
         required_if=[("state", "present", ("source", "config", "units"))],
         supports_check_mode=True,
     )
-    installer = HostProgram(module.params, lambda argv: module.run_command(argv))
+    installer = HostProgram(module.params, module.run_command)
     try:
         if module.params["state"] == "present":
             installer.plan_present()

@@ -192,8 +192,8 @@ def test_the_program_directory_keeps_only_the_collections_files_root_alone(host)
     os.mkdir(os.path.join(lay.libexec, "__pycache__"))
     os.symlink("/tmp", os.path.join(lay.libexec, "host_memory.py.link"))
     result, dummy = host()
-    assert sorted(os.listdir(lay.libexec)) == sorted(["sentry_memory_alerts.py", "sentry_relay_restart.py"]
-                                                    + list(hp.MODULE_UTILS))
+    wanted = ["sentry_memory_alerts.py", "sentry_relay_restart.py"] + list(hp.MODULE_UTILS)
+    assert sorted(os.listdir(lay.libexec)) == sorted(wanted)
     assert sorted(os.path.basename(path) for path in result["removed"]) == ["__pycache__", "host_memory.py.link", "json.py"]
     for name in ("host_program.py", "sentry_compose.py"):
         info = os.stat(os.path.join(lay.libexec, name))
