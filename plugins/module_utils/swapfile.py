@@ -32,6 +32,7 @@ import struct
 import time
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
 
 MIB, GIB = hm.MIB, hm.GIB
@@ -310,10 +311,617 @@ def btrfs_snapshots(subvolume_show_output):
     return names
 
 
+# --- what is there: reads and refusals that guard further reads -------------
+
+def check_path(path):
+    """Refuse a path that cannot be a swapfile before anything else is read."""
+    if not os.path.isabs(path):
+        raise SwapfileError("path must be absolute, got %s" % path)
+    if os.path.isdir(path):
+        raise SwapfileError("path %s is a directory" % path)
+    if os.path.islink(path):
+        raise SwapfileError("path %s is a symbolic link; give the file's real path" % path)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise SwapfileError("the directory of %s does not exist" % path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise SwapfileError("path %s exists and is not a regular file" % path)
+
+
+def filesystem(directory, root):
+    """The mount holding ``directory``, after refusing filesystems that cannot hold swap."""
+    directory = os.path.realpath(directory)
+    mount = mount_of(directory, hm.read_mounts(root))
+    if mount is None:
+        raise SwapfileError("cannot tell which filesystem holds %s (no entry in /proc/self/mounts)" % directory)
+    fstype = mount["fstype"]
+    if fstype in REFUSED_FILESYSTEMS or fstype.startswith("fuse"):
+        reason = REFUSED_FILESYSTEMS.get(fstype, "FUSE filesystems refuse swapon")
+        raise SwapfileError("%s is on %s (%s), which cannot hold a swapfile: %s" % (directory, mount["target"], fstype, reason))
+    return mount
+
+
+def host_blocker(root, allow_in_container):
+    """Why swap cannot act on this host, with the module's way out, or (None, None)."""
+    reason = container_reason(root)
+    if reason and not allow_in_container:
+        return ("this looks like a container (%s): swap areas are host-wide, so swapon here would change the "
+                "host's swap" % reason,
+                "Set allow_in_container=true only when that is meant (tests in a privileged container with a "
+                "bind-mounted host directory)")
+    if not has_cap_sys_admin(root):
+        return ("swapon is not permitted here: this process lacks CAP_SYS_ADMIN (an unprivileged container?)",
+                "Run on the host or in a privileged container")
+    return None, None
+
+
+def real_path(path):
+    """``path`` with its directory resolved, as /proc/swaps names a file."""
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def area_of(path, areas):
+    """The active swap area of ``path`` among ``areas`` (path -> area), or None."""
+    return areas.get(real_path(path)) or areas.get(path)
+
+
+def read_areas(root):
+    return dict((area["path"], area) for area in hm.read_swaps(root))
+
+
+def file_state(path, areas, page_size):
+    """What ``path`` is: its size, allocation, owner, swap signature and swap area."""
+    if not os.path.lexists(path):
+        return {"exists": False, "active": False, "used": 0, "size": 0, "allocated": 0, "header": None,
+                "priority": None, "mode": None, "uid": None, "gid": None, "area": None}
+    stat = os.stat(path)
+    area = area_of(path, areas)
+    return {
+        "exists": True,
+        "size": stat.st_size,
+        "allocated": stat.st_blocks * 512,
+        "mode": stat.st_mode & 0o7777,
+        "uid": stat.st_uid,
+        "gid": stat.st_gid,
+        "header": read_swap_header(path, page_size),
+        "active": area is not None,
+        "used": area["used"] if area else 0,
+        "priority": area["priority"] if area else None,
+        "area": area["path"] if area else None,
+    }
+
+
+# The kernel settings the module keeps, by option: written to sysctl_file in this order.
+SETTINGS = (("swappiness", "vm.swappiness"), ("vfs_cache_pressure", "vm.vfs_cache_pressure"))
+SETTINGS_HEADER = "# Managed by Ansible (role sentry_selfhosted.memory.swap): local changes are overwritten.\n"
+
+
+def wanted_settings(params, state):
+    """[(name, value)] of the kernel settings given, in the file's order; none with state=absent."""
+    if state != "present":
+        return []
+    return [(name, params[option]) for option, name in SETTINGS if params.get(option) is not None]
+
+
+def settings_text(wanted):
+    return SETTINGS_HEADER + "".join("%s=%d\n" % item for item in wanted) if wanted else None
+
+
+def read_settings(params, state, root):
+    """The settings file (its text, None without one; whether it is root's and 0644) and the running values."""
+    path, text, right = params.get("sysctl_file"), None, False
+    if path and os.path.lexists(path):
+        if not os.path.isfile(path):
+            raise SwapfileError("sysctl_file %s exists and is not a regular file" % path)
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8", "surrogateescape")
+        stat = os.stat(path)
+        right = stat.st_mode & 0o7777 == 0o644 and stat.st_uid == 0 and stat.st_gid == 0
+    running = dict((name, hm.read_sysctl(name, root)) for name, dummy in wanted_settings(params, state))
+    return {"file": text, "file_right": right, "running": running}
+
+
+def resolve_threshold(params):
+    """Relay's threshold: the option, else the checkout's relay/config.yml, else Relay's default."""
+    if params.get("relay_threshold") is not None:
+        return params["relay_threshold"]
+    threshold, source = hm.relay_config_threshold(params.get("project_dir") or "/opt/sentry")
+    if not 0 < threshold <= 1:
+        raise SwapfileError("Relay's threshold %s (from %s) is outside (0, 1]; set relay_threshold" % (threshold, source))
+    return threshold
+
+
+# --- the lock and the journal of our own temporary files ------------------
+
+class Journal:
+    """The host-wide lock every changing run holds; its content lists the standby and build files this module made."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def lock(self, wait):
+        """Take the lock (a root-owned file), waiting up to ``wait`` seconds."""
+        import fcntl
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        stat = os.fstat(fd)
+        if stat.st_uid != os.geteuid() or stat.st_mode & 0o022:
+            os.close(fd)
+            raise SwapfileError("the lock file %s is not owned by this user or is writable by others; "
+                                "refusing to trust it (remove it)" % self.path)
+        deadline = time.time() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError):
+                if time.time() >= deadline:
+                    os.close(fd)
+                    raise SwapfileError("another swapfile run holds %s; waited %d s, nothing was changed"
+                                        % (self.path, wait))
+                time.sleep(1)
+        self.fd = fd
+
+    def unlock(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def files(self):
+        """The standby and build files the journal says this module made."""
+        try:
+            with open(self.path) as handle:
+                text = handle.read()
+        except (IOError, OSError):
+            return set()
+        try:
+            return set(json.loads(text).get("files", [])) if text.strip() else set()
+        except (ValueError, AttributeError):
+            return set()
+
+    def record(self, path, made):
+        """Add (``made``) or drop ``path``, before the file appears or after it went."""
+        files = self.files()
+        if made:
+            files.add(path)
+        else:
+            files.discard(path)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, json.dumps({"files": sorted(files)}).encode("utf-8"))
+        os.fsync(self.fd)
+
+
+# --- the plan: what is there and what is wanted give the steps; it reads nothing
+
+class Plan:
+    """What a run does, in order: the swapfile's steps, then the kernel settings' steps.
+
+    ``changes`` are the swapfile's steps in the operator's words, ``before`` and
+    ``after`` its state (the diff), ``settings`` the kernel settings' part
+    (plan_settings), ``blocked`` why this host refuses the swapfile's steps.
+    """
+
+    def __init__(self, swap_steps, changes, before, after, method=None):
+        self.swap_steps = swap_steps
+        self.changes = changes
+        self.before = before
+        self.after = after
+        self.method = method
+        self.settings = None
+        self.blocked = self.way_out = None
+
+    @property
+    def steps(self):
+        return self.swap_steps + self.settings["steps"]
+
+
+def refuse_foreign_leftovers(params, seen):
+    """Refuse to remove a standby or build file this module cannot prove it made (unless force)."""
+    foreign = [path for path, exists in ((seen["standby_path"], seen["standby"]["exists"]),
+                                         (seen["build_path"], seen["build_exists"]))
+               if exists and path not in seen["own_files"]]
+    if foreign and not params["force"]:
+        them = "it" if len(foreign) == 1 else "them"
+        raise SwapfileError(
+            "%s %s not made by this module (its journal %s does not list %s); refusing to switch off or remove "
+            "%s. Move %s away, or set force=true to remove %s"
+            % (" and ".join(foreign), "is" if len(foreign) == 1 else "are", seen["journal_path"], them, them, them, them))
+
+
+def refuse_not_swap(params, canonical, refusal):
+    if canonical["exists"] and canonical["header"] is None and not canonical["active"] and not params["force"]:
+        raise SwapfileError("%s exists and is not a swapfile (no swap signature); refusing to %s" % (params["path"], refusal))
+
+
+def refuse_unsafe_swapoff(meminfo, what, to_move, threshold):
+    check = swapoff_safety(meminfo, to_move, threshold)
+    if not check["ok"]:
+        raise SwapfileError(safety_message(what, check), safety=check)
+
+
+def swapfile_work(params, canonical):
+    """What the canonical file needs: rebuilt, cycled through the standby, given root's 0600, activated."""
+    size, priority, header = params["size"], params.get("priority"), canonical["header"]
+    rebuild = not canonical["exists"] or header is None or canonical["size"] != size or header["size"] != size
+    reprioritize = canonical["active"] and priority is not None and canonical["priority"] != priority
+    return {
+        "rebuild": rebuild,
+        "cycle": canonical["active"] and (rebuild or reprioritize),
+        "fix_owner": canonical["exists"] and not rebuild and (canonical["mode"], canonical["uid"], canonical["gid"]) != (0o600, 0, 0),
+        "activate": rebuild or reprioritize or not canonical["active"],
+    }
+
+
+def disk_needed(size, canonical, standby, work):
+    """(bytes allocated at the run's peak beyond what is allocated now, what for)."""
+    now = canonical["allocated"] + standby["allocated"]
+    if work["cycle"]:
+        standby_size = standby["allocated"] if standby["active"] else size
+        new_size = size if work["rebuild"] else 0
+        peak = max(canonical["allocated"] + standby_size, standby_size + new_size)
+        return peak - now, "a %s standby file beside the active one" % human(size)
+    if work["rebuild"]:
+        return size - canonical["allocated"], "a %s swapfile" % human(size)
+    return 0, None
+
+
+def refuse_short_disk(params, seen, extra_bytes, what):
+    """Refuse when writing ``extra_bytes`` more would leave less than min_free_disk free."""
+    free, keep = seen["disk_free"], params["min_free_disk"]
+    if extra_bytes > 0 and free - extra_bytes < keep:
+        raise SwapfileError(
+            "not enough disk space in %s for %s: it needs %s, %s is free, and min_free_disk asks that %s stay free"
+            % (os.path.dirname(params["path"]), what, human(extra_bytes), human(free), human(keep)),
+            disk_free=free, disk_needed=extra_bytes, min_free_disk=keep)
+
+
+def fstab_texts(params, seen, wanted):
+    """fstab's text before and after ('' for both with fstab=false)."""
+    if not params["fstab"]:
+        return "", ""
+    return seen["fstab"], fstab_edit(seen["fstab"], params["path"], wanted)
+
+
+def swapfile_state(params, canonical, fstab_text):
+    return {"size": canonical["size"] if canonical["exists"] else 0, "active": canonical["active"],
+            "priority": canonical["priority"],
+            "fstab": fstab_find(fstab_text, params["path"]) if params["fstab"] else None}
+
+
+def present_steps(seen, work, fstab_before, fstab_after):
+    """The order keeps swap available: a left-over standby goes last, once the swapfile is active again."""
+    steps = [("remove_build", None)] if seen["build_exists"] else []
+    if work["cycle"]:
+        if not seen["standby"]["active"]:
+            steps.append(("make_standby", None))
+        steps.append(("swapoff_canonical", None))
+    steps += [(name, None) for name in ("rebuild", "fix_owner", "activate") if work[name]]
+    if fstab_after != fstab_before:
+        steps.append(("write_fstab", fstab_after))
+    if seen["standby"]["exists"] or work["cycle"]:
+        steps.append(("drop_standby", None))
+    return steps
+
+
+def present_changes(params, seen, work, fstab_changes):
+    canonical, size, priority = seen["canonical"], params["size"], params.get("priority")
+    changes = []
+    if seen["standby"]["exists"] and not work["cycle"]:
+        changes.append("removed the standby file left by an interrupted run")
+    if seen["build_exists"]:
+        changes.append("removed a half-written file left by an interrupted run")
+    if work["cycle"]:
+        changes.append("activated a standby file while %s was switched off" % params["path"])
+    if work["rebuild"]:
+        changes.append("rebuilt (%s -> %s)" % (human(canonical["size"]), human(size)) if canonical["exists"] else "created")
+    if work["fix_owner"]:
+        changes.append("set mode 0600 and owner root")
+    if work["activate"]:
+        changes.append("activated" + ("" if priority is None else " with priority %d" % priority))
+    if fstab_changes:
+        changes.append("fstab line written")
+    return changes
+
+
+def plan_present(params, seen):
+    """The steps that bring the swapfile to ``params`` from what ``seen`` found, or a refusal."""
+    path, canonical, standby, priority = params["path"], seen["canonical"], seen["standby"], params.get("priority")
+    refuse_foreign_leftovers(params, seen)
+    refuse_not_swap(params, canonical, "overwrite it (set force=true to replace it)")
+    work = swapfile_work(params, canonical)
+    refuse_unsafe_swapoff(seen["meminfo"], "%s%s" % (path, " and its standby" if standby["active"] else ""),
+                          (canonical["used"] if work["cycle"] else 0) + standby["used"], seen["threshold"])
+    refuse_short_disk(params, seen, *disk_needed(params["size"], canonical, standby, work))
+    wanted_line = fstab_line(path, priority)
+    fstab_before, fstab_after = fstab_texts(params, seen, wanted_line)
+    after = {"size": params["size"], "active": True, "priority": canonical["priority"] if priority is None else priority,
+             "fstab": [wanted_line] if params["fstab"] else None}
+    return Plan(present_steps(seen, work, fstab_before, fstab_after),
+                present_changes(params, seen, work, fstab_after != fstab_before),
+                swapfile_state(params, canonical, fstab_before), after, seen["method"])
+
+
+def plan_absent(params, seen):
+    """The steps that switch off and remove the swapfile and its fstab line, or a refusal."""
+    canonical, standby = seen["canonical"], seen["standby"]
+    refuse_foreign_leftovers(params, seen)
+    refuse_not_swap(params, canonical, "delete it (set force=true to delete it anyway)")
+    refuse_unsafe_swapoff(seen["meminfo"], params["path"], canonical["used"] + standby["used"], seen["threshold"])
+    fstab_before, fstab_after = fstab_texts(params, seen, None)
+    planned = [(step, change) for wanted, step, change in (
+        (standby["exists"], ("drop_standby", None), "removed the standby file left by an interrupted run"),
+        (seen["build_exists"], ("remove_build", None), "removed a half-written file left by an interrupted run"),
+        (canonical["active"], ("swapoff_canonical", None), "deactivated"),
+        (fstab_after != fstab_before, ("write_fstab", fstab_after), "fstab line removed"),
+        (canonical["exists"], ("delete", None), "deleted")) if wanted]
+    after = {"size": 0, "active": False, "priority": None, "fstab": [] if params["fstab"] else None}
+    return Plan([step for step, dummy in planned], [change for dummy, change in planned],
+                swapfile_state(params, canonical, fstab_before), after)
+
+
+def plan_settings(params, seen, state):
+    """The kernel settings' steps: the file written (removed with state=absent), the running values that differ set."""
+    found, wanted = seen["settings"], wanted_settings(params, state)
+    text, kept = settings_text(wanted), bool(params.get("sysctl_file"))
+    writes = kept and text is not None and (found["file"] != text or not found["file_right"])
+    removes = kept and state == "absent" and found["file"] is not None
+    running_after = dict(found["running"])
+    if params.get("sysctl_apply", True):
+        running_after.update(wanted)
+    steps = [("write_settings_file", text)] if writes else [("remove_settings_file", None)] if removes else []
+    return {
+        "steps": steps + [("set_sysctl", (name, value)) for name, value in wanted if found["running"][name] != running_after[name]],
+        "file_before": found["file"],
+        "file_after": text if writes else None if removes else found["file"],
+        "running_before": found["running"],
+        "running_after": running_after,
+    }
+
+
+def make_plan(params, seen, state):
+    plan = (plan_present if state == "present" else plan_absent)(params, seen)
+    if plan.swap_steps:
+        plan.blocked, plan.way_out = seen["blocker"]
+    plan.settings = plan_settings(params, seen, state)
+    return plan
+
+
+def summary(params, plan):
+    """What the plan changes, in one short line per thing: the swapfile, the settings file, each running value."""
+    lines = [swapfile_summary(params["path"], plan.before, plan.after, plan.changes)] if plan.swap_steps else []
+    settings = plan.settings
+    for step, arg in settings["steps"]:
+        if step == "set_sysctl":
+            lines.append("%s %s -> %s" % (arg[0], settings["running_before"][arg[0]], arg[1]))
+        else:
+            lines.append("%s %s" % (params["sysctl_file"], "written" if step == "write_settings_file" else "removed"))
+    return lines
+
+
+def swapfile_summary(path, before, after, changes):
+    """e.g. "/swapfile: 0 B -> 12.0 GiB, active, fstab line added"; the plan's words where no figure changes."""
+    parts = []
+    if before["size"] != after["size"]:
+        parts.append("%s -> %s" % (human(before["size"]), human(after["size"])))
+    if before["active"] != after["active"]:
+        parts.append("active" if after["active"] else "inactive")
+    elif after["active"] and before["priority"] != after["priority"]:
+        parts.append("priority %s -> %s" % (before["priority"], after["priority"]))
+    if after["fstab"] is not None and before["fstab"] != after["fstab"]:
+        parts.append("fstab line %s" % ("added" if not before["fstab"] else "removed" if not after["fstab"] else "updated"))
+    return "%s: %s" % (path, ", ".join(parts or changes))
+
+
+# --- apply: run the planned steps, nothing else ------------------------------
+
+class Apply:
+    """Runs a plan's steps in order (under the lock); ``done`` says what a failure half-way had already done."""
+
+    def __init__(self, swapfile):
+        self.sw = swapfile
+        self.params = swapfile.params
+        self.path = swapfile.path
+        self.done = []
+        # Said by a step beyond what the plan said (the dd rewrite), and the method that wrote the file.
+        self.notes = []
+        self.method = None
+        self.made_standby = False
+        self.plan = None
+
+    def run(self, plan):
+        self.plan, self.method = plan, plan.method
+        for step, arg in plan.steps:
+            getattr(self, "step_" + step)(arg)
+        return self
+
+    # -- the steps --
+    def step_remove_build(self, dummy):
+        self.remove(self.sw.build_path)
+        self.done.append("removed %s" % self.sw.build_path)
+
+    def step_make_standby(self, dummy):
+        self.remove(self.sw.standby)
+        self.build(self.sw.standby)
+        self.activate(self.sw.standby)
+        self.made_standby = True
+        self.done.append("activated the standby file %s" % self.sw.standby)
+
+    def step_swapoff_canonical(self, dummy):
+        try:
+            self.swapoff(self.path, self.path)
+        except SwapfileError:
+            if self.made_standby:
+                self.roll_back_standby()
+            raise
+        self.done.append("switched off %s" % self.path)
+
+    def roll_back_standby(self):
+        """Back to where the run started: the standby this run made holds at most a few pages."""
+        standby = self.sw.standby
+        self.sw.run([self.sw.bin_path("swapoff", required=True), standby], timeout=self.params.get("swapoff_timeout"))
+        if self.sw.area_of(standby) is None:
+            self.remove(standby)
+            self.done.append("switched off and removed %s again" % standby)
+
+    def step_rebuild(self, dummy):
+        self.remove(self.path)
+        self.build(self.path)
+        self.done.append("wrote %s (%s)" % (self.path, human(self.params["size"])))
+
+    def step_fix_owner(self, dummy):
+        os.chown(self.path, 0, 0)
+        os.chmod(self.path, 0o600)
+        self.done.append("set mode 0600 and owner root")
+
+    def step_activate(self, dummy):
+        self.activate(self.path)
+        self.done.append("activated %s" % self.path)
+
+    def step_write_fstab(self, text):
+        active = self.plan.after["active"]
+        try:
+            self.sw.fstab.write(text)
+        except (IOError, OSError) as exc:
+            fstab = self.params["fstab_path"]
+            msg = "cannot write %s: %s" % (fstab, exc)
+            if active:
+                msg += ("; %s is active now but %s has no line for it, so it will not come back after a reboot: "
+                        "fix %s and run again" % (self.path, fstab, fstab))
+            raise SwapfileError(msg)
+        self.done.append("wrote the fstab line" if active else "removed the fstab line")
+
+    def step_drop_standby(self, dummy):
+        standby = self.sw.standby
+        self.swapoff(standby, "the standby file %s" % standby)
+        self.remove(standby)
+        self.done.append("switched off and removed %s" % standby)
+
+    def step_delete(self, dummy):
+        self.remove(self.path)
+
+    def step_write_settings_file(self, text):
+        path = self.params["sysctl_file"]
+        try:
+            replace_file(path, text.encode("utf-8"), 0o644, (0, 0))
+        except (IOError, OSError) as exc:
+            raise SwapfileError("cannot write %s: %s" % (path, exc))
+        self.done.append("wrote %s" % path)
+
+    def step_remove_settings_file(self, dummy):
+        os.unlink(self.params["sysctl_file"])
+        self.done.append("removed %s" % self.params["sysctl_file"])
+
+    def step_set_sysctl(self, item):
+        name, value = item
+        try:
+            with open(os.path.join(self.sw.root, "proc/sys", name.replace(".", "/")), "w") as handle:
+                handle.write("%d\n" % value)
+        except (IOError, OSError) as exc:
+            raise SwapfileError("cannot set %s=%d in the running kernel: %s" % (name, value, exc))
+        self.done.append("set %s=%d" % (name, value))
+
+    # -- what the steps do on the host --
+    def build(self, target):
+        """Write a swapfile at ``target`` (not active, absent or removable): build beside it, then rename."""
+        build, journal = self.sw.build_path, self.sw.journal
+        if os.path.lexists(build):
+            os.unlink(build)
+        journal.record(build, True)
+        if self.method == "btrfs-mkswapfile":
+            self.sw.run_checked([self.sw.bin_path("btrfs"), "filesystem", "mkswapfile", "--size", str(self.params["size"]),
+                                 build], "btrfs filesystem mkswapfile")
+            os.chown(build, 0, 0)
+            os.chmod(build, 0o600)
+        else:
+            self.write_zeros(build)
+        if os.path.exists(os.path.join(self.sw.root, "sys/fs/selinux/enforce")):
+            self.sw.run_checked([self.sw.bin_path("chcon", required=True), "-t", "swapfile_t", build], "chcon -t swapfile_t")
+        if target == self.sw.standby:
+            journal.record(target, True)
+        os.rename(build, target)
+        journal.record(build, False)
+
+    def write_zeros(self, build):
+        """A root-owned 0600 file of size bytes (No_COW first on btrfs), then mkswap."""
+        run, bin_path, size = self.sw.run_checked, self.sw.bin_path, self.params["size"]
+        fd = os.open(build, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        if self.method.startswith("btrfs-nocow"):
+            # No_COW only takes effect on an empty file: set it before any data is written.
+            run([bin_path("chattr", required=True), "+C", build], "chattr +C (No_COW)")
+        if self.method.endswith("fallocate"):
+            run([bin_path("fallocate", required=True), "--length", str(size), build], "fallocate")
+        else:
+            run([bin_path("dd", required=True), "if=/dev/zero", "of=%s" % build, "bs=1M", "count=%d" % size,
+                 "iflag=count_bytes", "conv=notrunc", "status=none"], "dd")
+        run([bin_path("mkswap", required=True), build], "mkswap")
+
+    def swapon(self, path):
+        argv = [self.sw.bin_path("swapon", required=True)]
+        if self.params.get("priority") is not None:
+            argv += ["--priority", str(self.params["priority"])]
+        return self.sw.run(argv + [path])
+
+    def activate(self, path):
+        """swapon; when auto chose fallocate and the kernel refuses those extents, rewrite with dd once."""
+        rc, out, err = self.swapon(path)
+        if rc != 0 and self.params["create_method"] == "auto" and self.method in ("fallocate", "btrfs-nocow-fallocate"):
+            self.method = self.method.replace("fallocate", "dd")
+            self.notes.append("swapon refused the preallocated file (%s); rewritten with dd" % (err or out).strip())
+            os.unlink(path)
+            self.build(path)
+            rc, out, err = self.swapon(path)
+        if rc != 0:
+            raise SwapfileError("swapon %s failed (rc=%d): %s" % (path, rc, (err or out).strip()), rc=rc, stderr=err)
+
+    def swapoff(self, path, what):
+        """swapoff after the safety check on the area's use now, bounded by swapoff_timeout (the kernel keeps an
+        interrupted area active)."""
+        area = self.sw.area_of(path)
+        if area is None:
+            return
+        refuse_unsafe_swapoff(hm.read_meminfo(self.sw.root), what, area["used"], self.sw.threshold)
+        timeout = self.params.get("swapoff_timeout")
+        rc, out, err = self.sw.run([self.sw.bin_path("swapoff", required=True), path], timeout=timeout)
+        if rc == 124:
+            raise SwapfileError("swapoff %s did not finish within swapoff_timeout=%ss and was interrupted; the area is %s. "
+                                "Raise swapoff_timeout or retry when less swap is in use"
+                                % (path, timeout, "still active" if self.sw.area_of(path) else "no longer active"))
+        if rc != 0:
+            raise SwapfileError("swapoff %s failed (rc=%d): %s" % (path, rc, (err or out).strip()))
+
+    def remove(self, path):
+        if os.path.lexists(path):
+            os.unlink(path)
+        if path in (self.sw.standby, self.sw.build_path):
+            self.sw.journal.record(path, False)
+
+
+def failed_half_way(exc, done, path):
+    """A failure after something was done: say what was done and report changed."""
+    msg = exc.msg if isinstance(exc, SwapfileError) else "%s: %s" % (path, exc)
+    details = dict(exc.details) if isinstance(exc, SwapfileError) else {}
+    if done:
+        msg = "%s. Already done by this run: %s" % (msg, "; ".join(done))
+        details.update(changed=True, done=list(done))
+    return SwapfileError(msg, **details)
+
+
 # --- the manager -----------------------------------------------------------
 
 class Swapfile:
-    """Brings one swapfile to the wanted state; see the module's documentation."""
+    """Brings one swapfile (and the kernel's swap settings) to the wanted state; see the module's documentation.
+
+    ``present()`` and ``absent()`` survey the host, plan, and (unless in check
+    mode, or with nothing to do) take the lock, plan again and apply the plan.
+    """
 
     def __init__(self, params, run, bin_path, root="/", check_mode=False, page_size=None):
         self.params = params
@@ -325,522 +933,158 @@ class Swapfile:
         self.statvfs = os.statvfs
         self.path = params["path"]
         directory, name = os.path.split(self.path)
-        self.directory = directory
         self.standby = os.path.join(directory, ".%s.swapstandby" % name)
         self.build_path = os.path.join(directory, ".%s.swapbuild" % name)
-        self.changes = []
-        self.method = None
-        # Set by check_host: why a real run would be refused here (check mode plans anyway).
-        self.blocked = None
-        self.journal_path = os.path.join(root, JOURNAL)
-        self.lock_handle = None
-        # What this run has done so far, for the message of a failure half-way.
-        self.done = []
+        self.journal = Journal(os.path.join(root, JOURNAL))
+        self.fstab = ManagedFile(params["fstab_path"])
+        self.threshold = None
 
-    # -- commands --
-    def _cmd(self, argv, what, timeout=None):
-        rc, out, err = self.run(argv, timeout=timeout)
-        if rc != 0:
-            raise SwapfileError("%s failed (%s, rc=%d): %s" % (what, " ".join(argv), rc, (err or out).strip()),
-                                rc=rc, stdout=out, stderr=err)
-        return out
+    def present(self):
+        return self.converge("present")
 
-    def _areas(self):
-        return dict((area["path"], area) for area in hm.read_swaps(self.root))
+    def absent(self):
+        return self.converge("absent")
 
-    def _real(self, path):
-        return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    def converge(self, state):
+        plan, seen = self.plan(state)
+        if self.check_mode or not plan.steps:
+            return self.result(plan, seen)
+        if plan.blocked:
+            raise SwapfileError("%s. %s" % (plan.blocked, plan.way_out), blocked=plan.blocked)
+        self.journal.lock(self.params.get("swapoff_timeout") or 600)
+        applied = Apply(self)
+        try:
+            # Again under the lock: another run may have changed the host while this one waited.
+            plan, seen = self.plan(state)
+            applied.run(plan)
+        except (SwapfileError, IOError, OSError) as exc:
+            raise failed_half_way(exc, applied.done, self.path)
+        finally:
+            self.journal.unlock()
+        return self.result(plan, seen, applied)
 
-    def area_of(self, path, areas=None):
-        areas = self._areas() if areas is None else areas
-        return areas.get(self._real(path)) or areas.get(path)
+    def plan(self, state):
+        seen = self.survey(state)
+        return make_plan(self.params, seen, state), seen
 
-    # -- checks that touch nothing --
-    def host_blocker(self):
-        """Why swap cannot act on this host, with the module's way out, or (None, None)."""
-        reason = container_reason(self.root)
-        if reason and not self.params.get("allow_in_container"):
-            return ("this looks like a container (%s): swap areas are host-wide, so swapon here would change the "
-                    "host's swap" % reason,
-                    "Set allow_in_container=true only when that is meant (tests in a privileged container with a "
-                    "bind-mounted host directory)")
-        if not has_cap_sys_admin(self.root):
-            return ("swapon is not permitted here: this process lacks CAP_SYS_ADMIN (an unprivileged container?)",
-                    "Run on the host or in a privileged container")
-        return None, None
+    # -- what is there --
+    def survey(self, state):
+        """Everything the plan needs, read once; refuses early where a read would be meaningless or unsafe."""
+        check_path(self.path)
+        seen = self.survey_filesystem() if state == "present" else {}
+        areas = read_areas(self.root)
+        self.threshold = resolve_threshold(self.params)
+        seen.update({
+            "areas": areas,
+            "canonical": file_state(self.path, areas, self.page_size),
+            "standby": file_state(self.standby, areas, self.page_size),
+            "standby_path": self.standby,
+            "build_path": self.build_path,
+            "build_exists": os.path.lexists(self.build_path),
+            "own_files": self.journal.files(),
+            "journal_path": self.journal.path,
+            "meminfo": hm.read_meminfo(self.root),
+            "threshold": self.threshold,
+            "fstab": self.read_fstab() if self.params["fstab"] else "",
+            "blocker": host_blocker(self.root, self.params.get("allow_in_container")),
+            "settings": read_settings(self.params, state, self.root),
+        })
+        return seen
 
-    def check_host(self):
-        """Refuse a host where swap cannot act; check mode still plans, and says why (``blocked``)."""
-        self.blocked, way_out = self.host_blocker()
-        if self.blocked and not self.check_mode:
-            raise SwapfileError("%s. %s" % (self.blocked, way_out), blocked=self.blocked)
-
-    def check_path(self):
-        path = self.path
-        if not os.path.isabs(path):
-            raise SwapfileError("path must be absolute, got %s" % path)
-        if os.path.isdir(path):
-            raise SwapfileError("path %s is a directory" % path)
-        if os.path.islink(path):
-            raise SwapfileError("path %s is a symbolic link; give the file's real path" % path)
-        if not os.path.isdir(self.directory):
-            raise SwapfileError("the directory of %s does not exist" % path)
-        if os.path.exists(path) and not os.path.isfile(path):
-            raise SwapfileError("path %s exists and is not a regular file" % path)
-
-    def filesystem(self):
-        """The mount holding the directory, after refusing filesystems that cannot hold swap."""
-        directory = os.path.realpath(self.directory)
-        mount = mount_of(directory, hm.read_mounts(self.root))
-        if mount is None:
-            raise SwapfileError("cannot tell which filesystem holds %s (no entry in /proc/self/mounts)" % directory)
-        fstype = mount["fstype"]
-        if fstype in REFUSED_FILESYSTEMS or fstype.startswith("fuse"):
-            reason = REFUSED_FILESYSTEMS.get(fstype, "FUSE filesystems refuse swapon")
-            raise SwapfileError("%s is on %s (%s), which cannot hold a swapfile: %s" % (directory, mount["target"], fstype, reason))
-        return mount
+    def survey_filesystem(self):
+        """The filesystem's refusals, how the file would be written, and the space free."""
+        directory = os.path.dirname(self.path)
+        mount = filesystem(directory, self.root)
+        btrfs_version = self.check_btrfs(mount) if mount["fstype"] == "btrfs" else None
+        stat = self.statvfs(directory)
+        return {"method": choose_method(self.params["create_method"], mount["fstype"], btrfs_version),
+                "disk_free": stat.f_bavail * stat.f_frsize}
 
     def check_btrfs(self, mount):
         """Refuse compression and snapshotted subvolumes; return btrfs-progs' version or None."""
-        options = mount.get("options", "")
+        directory, options = os.path.dirname(self.path), mount.get("options", "")
         if re.search(r"(^|,)compress(-force)?=", options) or re.search(r"(^|,)compress(-force)?(,|$)", options):
             raise SwapfileError("%s is mounted with compression (%s): btrfs cannot hold a swapfile there; "
                                 "use an uncompressed subvolume" % (mount["target"], options))
         btrfs = self.bin_path("btrfs")
         if btrfs is None:
             raise SwapfileError("%s is btrfs but the btrfs command (btrfs-progs) is missing: it is needed to check "
-                                "for snapshots and compression before placing a swapfile" % self.directory)
-        out = self._cmd([btrfs, "property", "get", self.directory, "compression"], "reading btrfs compression")
+                                "for snapshots and compression before placing a swapfile" % directory)
+        out = self.run_checked([btrfs, "property", "get", directory, "compression"], "reading btrfs compression")
         if out.strip() and not out.strip().endswith("="):
-            raise SwapfileError("%s has btrfs compression set (%s): a swapfile cannot live there"
-                                % (self.directory, out.strip()))
-        out = self._cmd([btrfs, "subvolume", "show", self.directory], "btrfs subvolume show")
-        snapshots = btrfs_snapshots(out)
+            raise SwapfileError("%s has btrfs compression set (%s): a swapfile cannot live there" % (directory, out.strip()))
+        snapshots = btrfs_snapshots(self.run_checked([btrfs, "subvolume", "show", directory], "btrfs subvolume show"))
         if snapshots:
             raise SwapfileError("the btrfs subvolume holding %s has snapshots (%s): an active swapfile would make "
                                 "every later snapshot of it fail; use a dedicated subvolume without snapshots"
-                                % (self.directory, ", ".join(snapshots)))
-        return parse_btrfs_version(self._cmd([btrfs, "--version"], "btrfs --version"))
-
-    def check_disk(self, extra_bytes, what):
-        """Refuse when writing ``extra_bytes`` more would leave less than min_free_disk free."""
-        if extra_bytes <= 0:
-            return
-        stat = self.statvfs(self.directory)
-        free = stat.f_bavail * stat.f_frsize
-        keep = self.params["min_free_disk"]
-        if free - extra_bytes < keep:
-            raise SwapfileError(
-                "not enough disk space in %s for %s: it needs %s, %s is free, and min_free_disk asks that %s stay free"
-                % (self.directory, what, human(extra_bytes), human(free), human(keep)),
-                disk_free=free, disk_needed=extra_bytes, min_free_disk=keep)
-
-    def check_swapoff(self, what, to_move):
-        check = swapoff_safety(hm.read_meminfo(self.root), to_move, self.params["relay_threshold"])
-        if not check["ok"]:
-            raise SwapfileError(safety_message(what, check), safety=check)
-        return check
-
-    # -- state --
-    def file_state(self, path, areas):
-        if not os.path.lexists(path):
-            return {"exists": False, "active": False, "used": 0, "size": 0, "allocated": 0, "header": None,
-                    "priority": None, "mode": None, "uid": None, "gid": None}
-        stat = os.stat(path)
-        area = self.area_of(path, areas)
-        return {
-            "exists": True,
-            "size": stat.st_size,
-            "allocated": stat.st_blocks * 512,
-            "mode": stat.st_mode & 0o7777,
-            "uid": stat.st_uid,
-            "gid": stat.st_gid,
-            "header": read_swap_header(path, self.page_size),
-            "active": area is not None,
-            "used": area["used"] if area else 0,
-            "priority": area["priority"] if area else None,
-        }
+                                % (directory, ", ".join(snapshots)))
+        return parse_btrfs_version(self.run_checked([btrfs, "--version"], "btrfs --version"))
 
     def read_fstab(self):
         """fstab's text ('' without one); the same ManagedFile writes it back with its mode, owner and line ends."""
-        self.fstab = ManagedFile(self.params["fstab_path"])
         try:
             return self.fstab.read()
         except (IOError, OSError) as exc:
             raise SwapfileError("cannot read %s: %s" % (self.params["fstab_path"], exc))
 
-    def write_fstab(self, text):
-        try:
-            self.fstab.write(text)
-        except (IOError, OSError) as exc:
-            raise SwapfileError("cannot write %s: %s" % (self.params["fstab_path"], exc))
-
-    # -- actions --
-    def build(self, target, size, method):
-        """Write a swapfile at ``target`` (not active, absent or removable): build beside it, then rename."""
-        build = self.build_path
-        if os.path.lexists(build):
-            os.unlink(build)
-        self.record(build, True)
-        if method == "btrfs-mkswapfile":
-            self._cmd([self.bin_path("btrfs"), "filesystem", "mkswapfile", "--size", str(size), build],
-                      "btrfs filesystem mkswapfile")
-            os.chown(build, 0, 0)
-            os.chmod(build, 0o600)
-        else:
-            fd = os.open(build, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            try:
-                os.fchown(fd, 0, 0)
-                os.fchmod(fd, 0o600)
-            finally:
-                os.close(fd)
-            if method.startswith("btrfs-nocow"):
-                # No_COW only takes effect on an empty file: set it before any data is written.
-                self._cmd([self.bin_path("chattr", required=True), "+C", build], "chattr +C (No_COW)")
-            if method.endswith("fallocate"):
-                self._cmd([self.bin_path("fallocate", required=True), "--length", str(size), build], "fallocate")
-            else:
-                self._cmd([self.bin_path("dd", required=True), "if=/dev/zero", "of=%s" % build, "bs=1M",
-                           "count=%d" % size, "iflag=count_bytes", "conv=notrunc", "status=none"], "dd")
-            self._cmd([self.bin_path("mkswap", required=True), build], "mkswap")
-        if os.path.exists(os.path.join(self.root, "sys/fs/selinux/enforce")):
-            self._cmd([self.bin_path("chcon", required=True), "-t", "swapfile_t", build], "chcon -t swapfile_t")
-        if target == self.standby:
-            self.record(target, True)
-        os.rename(build, target)
-        self.record(build, False)
-
-    def swapon(self, path):
-        argv = [self.bin_path("swapon", required=True)]
-        if self.params.get("priority") is not None:
-            argv += ["--priority", str(self.params["priority"])]
-        return self.run(argv + [path])
-
-    def activate(self, path, size):
-        """swapon; when auto chose fallocate and the kernel refuses those extents, rewrite with dd once."""
-        rc, out, err = self.swapon(path)
-        if rc != 0 and self.params["create_method"] == "auto" and self.method in ("fallocate", "btrfs-nocow-fallocate"):
-            self.method = self.method.replace("fallocate", "dd")
-            self.changes.append("swapon refused the preallocated file (%s); rewritten with dd" % (err or out).strip())
-            os.unlink(path)
-            self.build(path, size, self.method)
-            rc, out, err = self.swapon(path)
-        if rc != 0:
-            raise SwapfileError("swapon %s failed (rc=%d): %s" % (path, rc, (err or out).strip()), rc=rc, stderr=err)
-
-    def swapoff(self, path, what):
-        """swapoff, bounded by swapoff_timeout; the kernel keeps the area active when it is interrupted."""
-        area = self.area_of(path)
-        if area is None:
-            return
-        self.check_swapoff(what, area["used"])
-        argv = [self.bin_path("swapoff", required=True), path]
-        timeout = self.params.get("swapoff_timeout")
+    def run_checked(self, argv, what, timeout=None):
         rc, out, err = self.run(argv, timeout=timeout)
         if rc != 0:
-            still = self.area_of(path) is not None
-            if rc == 124:
-                raise SwapfileError("swapoff %s did not finish within swapoff_timeout=%ss and was interrupted; the area is %s. "
-                                    "Raise swapoff_timeout or retry when less swap is in use"
-                                    % (path, timeout, "still active" if still else "no longer active"))
-            raise SwapfileError("swapoff %s failed (rc=%d): %s" % (path, rc, (err or out).strip()))
+            raise SwapfileError("%s failed (%s, rc=%d): %s" % (what, " ".join(argv), rc, (err or out).strip()),
+                                rc=rc, stdout=out, stderr=err)
+        return out
 
-    def remove(self, path):
-        if os.path.lexists(path):
-            os.unlink(path)
-        if path in (self.standby, self.build_path):
-            self.record(path, False)
+    def area_of(self, path):
+        return area_of(path, read_areas(self.root))
 
-    # -- the lock and the journal of our own temporary files --
-    def lock(self, wait):
-        """Take the host-wide swapfile lock (a root-owned file), waiting up to ``wait`` seconds."""
-        import fcntl
-        directory = os.path.dirname(self.journal_path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        stat = os.fstat(fd)
-        if stat.st_uid != os.geteuid() or stat.st_mode & 0o022:
-            os.close(fd)
-            raise SwapfileError("the lock file %s is not owned by this user or is writable by others; "
-                                "refusing to trust it (remove it)" % self.journal_path)
-        deadline = time.time() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except (IOError, OSError):
-                if time.time() >= deadline:
-                    os.close(fd)
-                    raise SwapfileError("another swapfile run holds %s; waited %d s, nothing was changed"
-                                        % (self.journal_path, wait))
-                time.sleep(1)
-        self.lock_handle = fd
-
-    def unlock(self):
-        if self.lock_handle is not None:
-            os.close(self.lock_handle)
-            self.lock_handle = None
-
-    def own_files(self):
-        """The standby and build files the journal says this module made."""
-        try:
-            with open(self.journal_path) as handle:
-                text = handle.read()
-        except (IOError, OSError):
-            return set()
-        try:
-            return set(json.loads(text).get("files", [])) if text.strip() else set()
-        except (ValueError, AttributeError):
-            return set()
-
-    def record(self, path, made):
-        """Add (``made``) or drop ``path`` in the journal, before the file appears or after it went."""
-        files = self.own_files()
-        if made:
-            files.add(path)
-        else:
-            files.discard(path)
-        os.lseek(self.lock_handle, 0, os.SEEK_SET)
-        os.ftruncate(self.lock_handle, 0)
-        os.write(self.lock_handle, json.dumps({"files": sorted(files)}).encode("utf-8"))
-        os.fsync(self.lock_handle)
-
-    def check_leftovers(self, standby_exists, build_exists):
-        """Refuse to remove a standby or build file this module cannot prove it made (unless force)."""
-        ours = self.own_files()
-        foreign = [path for path, exists in ((self.standby, standby_exists), (self.build_path, build_exists))
-                   if exists and path not in ours]
-        if foreign and not self.params["force"]:
-            raise SwapfileError(
-                "%s %s not made by this module (its journal %s does not list %s); refusing to switch off or remove "
-                "%s. Move %s away, or set force=true to remove %s"
-                % (" and ".join(foreign), "is" if len(foreign) == 1 else "are", self.journal_path,
-                   "it" if len(foreign) == 1 else "them", "it" if len(foreign) == 1 else "them",
-                   "it" if len(foreign) == 1 else "them", "it" if len(foreign) == 1 else "them"))
-
-    def failed_half_way(self, exc):
-        """A failure after something was done: say what was done and report changed."""
-        msg = exc.msg if isinstance(exc, SwapfileError) else "%s: %s" % (self.path, exc)
-        details = dict(exc.details) if isinstance(exc, SwapfileError) else {}
-        if self.done:
-            msg = "%s. Already done by this run: %s" % (msg, "; ".join(self.done))
-            details.update(changed=True, done=list(self.done))
-        return SwapfileError(msg, **details)
-
-    def present(self):
-        return self._locked(self._present)
-
-    def absent(self):
-        return self._locked(self._absent)
-
-    def _locked(self, work):
-        if self.check_mode:
-            return work()
-        # Plan first, touching nothing: a run with nothing to do, or refused on this host,
-        # leaves no lock file behind. The plan is made again under the lock.
-        self.check_mode = True
-        try:
-            plan = work()
-        finally:
-            self.check_mode = False
-        if not plan["changed"]:
-            return plan
-        self.check_host()
-        self.lock(self.params.get("swapoff_timeout") or 600)
-        try:
-            return work()
-        except (SwapfileError, IOError, OSError) as exc:
-            raise self.failed_half_way(exc)
-        finally:
-            self.unlock()
-
-    # -- states --
-    def _present(self):
-        size = self.params["size"]
-        method_requested = self.params["create_method"]
-        self.check_path()
-        mount = self.filesystem()
-        btrfs_version = self.check_btrfs(mount) if mount["fstype"] == "btrfs" else None
-        self.method = choose_method(method_requested, mount["fstype"], btrfs_version)
-
-        areas = self._areas()
-        canonical = self.file_state(self.path, areas)
-        standby = self.file_state(self.standby, areas)
-        leftover_build = os.path.lexists(self.build_path)
-        self.check_leftovers(standby["exists"], leftover_build)
-        wanted_priority = self.params.get("priority")
-
-        if canonical["exists"] and canonical["header"] is None and not canonical["active"] and not self.params["force"]:
-            raise SwapfileError("%s exists and is not a swapfile (no swap signature); refusing to overwrite it "
-                                "(set force=true to replace it)" % self.path)
-        rebuild = (not canonical["exists"] or canonical["header"] is None or canonical["size"] != size
-                   or canonical["header"]["size"] != size)
-        reprioritize = canonical["active"] and wanted_priority is not None and canonical["priority"] != wanted_priority
-        cycle = canonical["active"] and (rebuild or reprioritize)
-        fix_owner = canonical["exists"] and not rebuild and (canonical["mode"] != 0o600 or canonical["uid"] != 0 or canonical["gid"] != 0)
-        activate = rebuild or reprioritize or not canonical["active"]
-
-        # Safety first, before anything is written.
-        to_move = 0
-        if cycle:
-            to_move += canonical["used"]
-        if standby["active"]:
-            to_move += standby["used"]
-        if to_move or cycle or standby["active"]:
-            self.check_swapoff("%s%s" % (self.path, " and its standby" if standby["active"] else ""), to_move)
-
-        # Disk: the most that is allocated at once, less what is allocated now.
-        now = canonical["allocated"] + standby["allocated"]
-        if cycle:
-            standby_size = standby["allocated"] if standby["active"] else size
-            new_size = size if rebuild else 0
-            peak = max(canonical["allocated"] + standby_size, standby_size + new_size)
-            self.check_disk(peak - now, "a %s standby file beside the active one" % human(size))
-        elif rebuild:
-            self.check_disk(size - canonical["allocated"], "a %s swapfile" % human(size))
-
-        wanted_line = fstab_line(self.path, wanted_priority)
-        fstab_before = self.read_fstab() if self.params["fstab"] else ""
-        fstab_after = fstab_edit(fstab_before, self.path, wanted_line) if self.params["fstab"] else ""
-
-        planned = []
-        if standby["exists"] and not cycle:
-            planned.append("removed the standby file left by an interrupted run")
-        if leftover_build:
-            planned.append("removed a half-written file left by an interrupted run")
-        if cycle:
-            planned.append("activated a standby file while %s was switched off" % self.path)
-        if rebuild:
-            planned.append("created" if not canonical["exists"] else "rebuilt (%s -> %s)" % (human(canonical["size"]), human(size)))
-        if fix_owner:
-            planned.append("set mode 0600 and owner root")
-        if activate:
-            planned.append("activated" + ("" if wanted_priority is None else " with priority %d" % wanted_priority))
-        if fstab_after != fstab_before:
-            planned.append("fstab line written")
-
-        before = {"size": canonical["size"] if canonical["exists"] else 0, "active": canonical["active"],
-                  "priority": canonical["priority"], "fstab": fstab_find(fstab_before, self.path) if self.params["fstab"] else None}
-        after = {"size": size, "active": True, "priority": wanted_priority if wanted_priority is not None else canonical["priority"],
-                 "fstab": [wanted_line] if self.params["fstab"] else None}
-
-        if planned:
-            self.check_host()
-        if self.check_mode or not planned:
-            self.changes = planned
-            return self.result(before, after, planned)
-
-        self.changes = planned
-        if leftover_build:
-            self.remove(self.build_path)
-            self.done.append("removed %s" % self.build_path)
-        made_standby = False
-        if cycle:
-            if not standby["active"]:
-                self.remove(self.standby)
-                self.build(self.standby, size, self.method)
-                self.activate(self.standby, size)
-                made_standby = True
-                self.done.append("activated the standby file %s" % self.standby)
-            try:
-                self.swapoff(self.path, self.path)
-            except SwapfileError:
-                if made_standby:
-                    # Back to where we started: the standby holds at most a few pages.
-                    self.run([self.bin_path("swapoff", required=True), self.standby], timeout=self.params.get("swapoff_timeout"))
-                    if self.area_of(self.standby) is None:
-                        self.remove(self.standby)
-                        self.done.append("switched off and removed %s again" % self.standby)
-                raise
-            self.done.append("switched off %s" % self.path)
-        if rebuild:
-            self.remove(self.path)
-            self.build(self.path, size, self.method)
-            self.done.append("wrote %s (%s)" % (self.path, human(size)))
-        if fix_owner:
-            os.chown(self.path, 0, 0)
-            os.chmod(self.path, 0o600)
-            self.done.append("set mode 0600 and owner root")
-        if activate:
-            self.activate(self.path, size)
-            self.done.append("activated %s" % self.path)
-        if fstab_after != fstab_before:
-            try:
-                self.write_fstab(fstab_after)
-            except SwapfileError as exc:
-                raise SwapfileError("%s; %s is active now but %s has no line for it, so it will not come back "
-                                    "after a reboot: fix %s and run again" % (exc.msg, self.path, self.params["fstab_path"],
-                                                                              self.params["fstab_path"]))
-            self.done.append("wrote the fstab line")
-        if os.path.lexists(self.standby):
-            self.swapoff(self.standby, "the standby file %s" % self.standby)
-            self.remove(self.standby)
-            self.done.append("switched off and removed %s" % self.standby)
-        after["priority"] = (self.area_of(self.path) or {}).get("priority")
-        return self.result(before, after, planned)
-
-    def _absent(self):
-        self.check_path()
-        areas = self._areas()
-        canonical = self.file_state(self.path, areas)
-        standby = self.file_state(self.standby, areas)
-        leftover_build = os.path.lexists(self.build_path)
-        self.check_leftovers(standby["exists"], leftover_build)
-        if canonical["exists"] and canonical["header"] is None and not canonical["active"] and not self.params["force"]:
-            raise SwapfileError("%s exists and is not a swapfile (no swap signature); refusing to delete it "
-                                "(set force=true to delete it anyway)" % self.path)
-        if canonical["active"] or standby["active"]:
-            self.check_swapoff(self.path, canonical["used"] + standby["used"])
-        fstab_before = self.read_fstab() if self.params["fstab"] else ""
-        fstab_after = fstab_edit(fstab_before, self.path, None) if self.params["fstab"] else ""
-
-        planned = []
-        if standby["exists"]:
-            planned.append("removed the standby file left by an interrupted run")
-        if leftover_build:
-            planned.append("removed a half-written file left by an interrupted run")
-        if canonical["active"]:
-            planned.append("deactivated")
-        if fstab_after != fstab_before:
-            planned.append("fstab line removed")
-        if canonical["exists"]:
-            planned.append("deleted")
-        before = {"size": canonical["size"] if canonical["exists"] else 0, "active": canonical["active"],
-                  "priority": canonical["priority"], "fstab": fstab_find(fstab_before, self.path) if self.params["fstab"] else None}
-        after = {"size": 0, "active": False, "priority": None, "fstab": [] if self.params["fstab"] else None}
-        if planned:
-            self.check_host()
-        if self.check_mode or not planned:
-            self.changes = planned
-            return self.result(before, after, planned)
-        if standby["exists"]:
-            self.swapoff(self.standby, "the standby file %s" % self.standby)
-            self.remove(self.standby)
-            self.done.append("switched off and removed %s" % self.standby)
-        if leftover_build:
-            self.remove(self.build_path)
-            self.done.append("removed %s" % self.build_path)
-        if canonical["active"]:
-            self.swapoff(self.path, self.path)
-            self.done.append("switched off %s" % self.path)
-        if fstab_after != fstab_before:
-            self.write_fstab(fstab_after)
-            self.done.append("removed the fstab line")
-        self.remove(self.path)
-        self.changes = planned
-        return self.result(before, after, planned)
-
-    def result(self, before, after, planned):
+    # -- the result --
+    def result(self, plan, seen, applied=None):
+        """The module's result: the plan's figures, and after a real run what the host says now."""
+        after, swap_after, meminfo = dict(plan.after), swap_of(seen["areas"].values()), seen["meminfo"]
+        if applied is not None and plan.steps:
+            swap_after, meminfo = swap_of(hm.read_swaps(self.root)), hm.read_meminfo(self.root)
+            after["priority"] = (self.area_of(self.path) or {}).get("priority")
+        elif self.check_mode and plan.swap_steps:
+            swap_after = planned_swap(seen, self.path, after)
+        settings = plan.settings
         return {
-            "changed": bool(planned),
+            "changed": bool(plan.steps),
             "path": self.path,
             "size": after["size"],
             "active": after["active"],
             "priority": after["priority"],
             "fstab_line": (after["fstab"] or [None])[0] if self.params["fstab"] else None,
-            "method": self.method,
-            "changes": planned,
-            "blocked": self.blocked,
-            "diff": {"before": before, "after": after},
+            "method": applied.method if applied is not None else plan.method,
+            "changes": plan.changes + (applied.notes if applied is not None else []),
+            "summary": summary(self.params, plan),
+            "blocked": plan.blocked,
+            "swap_before": swap_of(seen["areas"].values()),
+            "swap_after": swap_after,
+            "sysctl_before": settings["running_before"],
+            "sysctl_after": settings["running_after"],
+            "relay": self.relay_figure(meminfo),
+            "diff": {"before": plan.before, "after": after,
+                     "sysctl_file": [settings["file_before"], settings["file_after"]] if settings["steps"] else None},
         }
+
+    def relay_figure(self, meminfo):
+        """Relay's figure from the host's figures (the role lists no container), or None without a checkout given."""
+        if not self.params.get("project_dir"):
+            return None
+        return hm.relay_figure(self.params["project_dir"], self.root, threshold=self.threshold, meminfo=meminfo,
+                               containers=[])["relay"]
+
+
+def swap_of(areas):
+    areas = sorted(areas, key=lambda area: area["path"])
+    return {"total": sum(a["size"] for a in areas), "used": sum(a["used"] for a in areas), "areas": areas}
+
+
+def planned_swap(seen, path, after):
+    """Swap after the plan (check mode): the other areas as they are, the swapfile at its planned size; use unknown."""
+    ours = (seen["canonical"]["area"], seen["standby"]["area"])
+    areas = [area for area in seen["areas"].values() if area["path"] not in ours]
+    if after["active"]:
+        areas.append({"path": path, "type": "file", "size": after["size"], "used": None, "priority": after["priority"]})
+    return {"total": sum(area["size"] for area in areas), "used": None,
+            "areas": sorted(areas, key=lambda area: area["path"])}

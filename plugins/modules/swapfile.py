@@ -37,6 +37,12 @@ description:
     other swap areas (partitions, other files) are never touched.
   - A failure after something was done (for example the fstab cannot be written after swapon) reports
     C(changed) and says in its message what was already done.
+  - With O(swappiness) or O(vfs_cache_pressure), also keeps the kernel's swap settings in O(sysctl_file) and, with
+    O(sysctl_apply), in the running kernel, so that one call does the whole of the C(swap) role's work.
+  - Every run first reads the host and makes a plan (the steps, in order); check mode and C(--diff) report that
+    plan, and a real run carries out exactly its steps. A run with nothing to do takes no lock and writes nothing.
+  - Returns swap before and after, the settings before and after and Relay's memory figure, read once, so that
+    a caller needs no other module to report them.
 options:
   path:
     description:
@@ -102,8 +108,34 @@ options:
     description:
       - Relay's C(health.max_memory_percent) as a fraction in (0, 1]. A swap area is switched off only when RAM in
         use plus the swap it holds stays below this fraction of RAM.
+      - When not given, read from O(project_dir)'s C(relay/config.yml), Relay's default 0.95 without one.
     type: float
-    default: 0.95
+  project_dir:
+    description:
+      - The self-hosted checkout. Its C(relay/config.yml) gives Relay's threshold when O(relay_threshold) is not
+        given, and its C(.env) Relay's release for the figure returned in RV(relay).
+    type: path
+    default: /opt/sentry
+  swappiness:
+    description:
+      - C(vm.swappiness) to keep (0 to 200); not given, left alone.
+    type: int
+  vfs_cache_pressure:
+    description:
+      - C(vm.vfs_cache_pressure) to keep (0 or more); not given, left alone.
+    type: int
+  sysctl_file:
+    description:
+      - A C(sysctl.d) file of the module's own, written whole (root's, mode 0644) with the settings given, when its
+        content, mode or owner differ. With O(state=absent) it is removed; the running kernel keeps its values.
+      - Not given, no file is kept; the running values are still set (O(sysctl_apply)).
+    type: path
+  sysctl_apply:
+    description:
+      - Also set the settings in the running kernel (through C(/proc/sys)), only those whose running value
+        differs. V(false) only writes O(sysctl_file), for example in a test container whose kernel is the host's.
+    type: bool
+    default: true
   swapoff_timeout:
     description:
       - Seconds one C(swapoff) may take; it is interrupted after that and the module fails with the area still
@@ -125,7 +157,7 @@ attributes:
         the reason as RV(blocked).
     support: full
   diff_mode:
-    description: Shows the size, activation, priority and fstab line before and after.
+    description: Shows the size, activation, priority and fstab line before and after, and O(sysctl_file)'s content.
     support: full
 notes:
   - Needs C(mkswap), C(swapon), C(swapoff) and C(timeout) on the host, C(fallocate) or C(dd) to write the file,
@@ -147,6 +179,20 @@ EXAMPLES = r"""
     size: 12GiB
     relay_threshold: 0.9
     swapoff_timeout: 900
+
+- name: A swapfile sized for this host, and the kernel's swap settings in a file of their own and the running kernel
+  sentry_selfhosted.memory.swapfile:
+    path: /swapfile
+    size: auto
+    swappiness: 60
+    vfs_cache_pressure: 100
+    sysctl_file: /etc/sysctl.d/60-sentry-selfhosted-swap.conf
+    project_dir: /opt/sentry
+  register: swap
+
+- name: Say what changed
+  ansible.builtin.debug:
+    msg: "{{ swap.summary | join('; ') or 'nothing changed' }}; Relay's figure {{ swap.relay.used_percent }}%"
 
 - name: Remove it
   sentry_selfhosted.memory.swapfile:
@@ -185,11 +231,49 @@ method:
   type: str
   sample: fallocate
 changes:
-  description: What changed (or would change in check mode), in order.
+  description: What changed on the swapfile (or would change in check mode), in order.
   returned: always
   type: list
   elements: str
   sample: ["activated a standby file while /swapfile was switched off", "rebuilt (4.0 GiB -> 8.0 GiB)", "activated"]
+summary:
+  description:
+    - What this run changed (in check mode, would change), one short line per thing; empty when nothing.
+    - The swapfile's figures before and after, then O(sysctl_file) written or removed, then each running value set.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/swapfile: 0 B -> 12.0 GiB, active, fstab line added", "/etc/sysctl.d/60-sentry-selfhosted-swap.conf written",
+           "vm.swappiness 60 -> 10"]
+swap_before:
+  description: The host's swap before the run; C(areas) as in C(/proc/swaps), sizes in bytes.
+  returned: always
+  type: dict
+  sample: {total: 0, used: 0, areas: []}
+swap_after:
+  description:
+    - The host's swap after the run, read again when the run changed something.
+    - In check mode, the plan's figure (the other areas as they are, the swapfile at its size); C(used) is then null.
+  returned: always
+  type: dict
+  sample: {total: 8589930496, used: 0, areas: [{path: /swapfile, type: file, size: 8589930496, used: 0, priority: -2}]}
+sysctl_before:
+  description: The running values of the settings given, before the run.
+  returned: always
+  type: dict
+  sample: {vm.swappiness: 60, vm.vfs_cache_pressure: 100}
+sysctl_after:
+  description: The running values after the run (in check mode, planned); the same as before with O(sysctl_apply=false).
+  returned: always
+  type: dict
+  sample: {vm.swappiness: 60, vm.vfs_cache_pressure: 100}
+relay:
+  description:
+    - Relay's memory figure after the run, as C(sentry_selfhosted.memory.memory_info) returns it (the host's figures
+      stand in for Relay's container, which is not looked up), with the threshold the safety check used.
+  returned: always
+  type: dict
+  sample: {used_percent: 71.3, threshold: 0.95, headroom: 3865470566, would_reject: false}
 blocked:
   description:
     - Why swap cannot act on this host (inside a container without O(allow_in_container), or without
@@ -244,8 +328,12 @@ class SwapfileModule:
         params["min_free_disk"] = sw.parse_size(params["min_free_disk"]) if params["min_free_disk"] not in (0, "0") else 0
         if params["priority"] is not None and not -1 <= params["priority"] <= 32767:
             raise sw.SwapfileError("priority must be between -1 and 32767, got %d" % params["priority"])
-        if not 0 < params["relay_threshold"] <= 1:
+        if params["relay_threshold"] is not None and not 0 < params["relay_threshold"] <= 1:
             raise sw.SwapfileError("relay_threshold must be in (0, 1], got %s" % params["relay_threshold"])
+        if params["swappiness"] is not None and not 0 <= params["swappiness"] <= 200:
+            raise sw.SwapfileError("swappiness must be between 0 and 200, got %d" % params["swappiness"])
+        if params["vfs_cache_pressure"] is not None and params["vfs_cache_pressure"] < 0:
+            raise sw.SwapfileError("vfs_cache_pressure must not be negative, got %d" % params["vfs_cache_pressure"])
         if params["swapoff_timeout"] <= 0:
             raise sw.SwapfileError("swapoff_timeout must be positive, got %d" % params["swapoff_timeout"])
         return params
@@ -264,13 +352,19 @@ class SwapfileModule:
         if result["blocked"]:
             self.module.warn("a real run would be refused: %s" % result["blocked"])
         if self.module._diff:
-            result["diff"] = {
-                "before_header": "%s (before)" % result["path"],
-                "after_header": "%s (after)" % result["path"],
-                "before": render(diff["before"]),
-                "after": render(diff["after"]),
-            }
+            result["diff"] = diffs(result["path"], diff, self.module.params["sysctl_file"])
         self.module.exit_json(**result)
+
+
+def diffs(path, diff, sysctl_file):
+    """Ansible's diffs: the swapfile's state, and the settings file's content when it changes."""
+    shown = [{"before_header": "%s (before)" % path, "after_header": "%s (after)" % path,
+              "before": render(diff["before"]), "after": render(diff["after"])}]
+    if diff["sysctl_file"] is not None:
+        before, after = diff["sysctl_file"]
+        shown.append({"before_header": sysctl_file, "after_header": sysctl_file,
+                      "before": before or "", "after": after or ""})
+    return shown
 
 
 def render(state):
@@ -293,7 +387,12 @@ def main():
             create_method=dict(type="str", default="auto", choices=["auto", "fallocate", "dd"]),
             min_free_disk=dict(type="raw", default="1G"),
             force=dict(type="bool", default=False),
-            relay_threshold=dict(type="float", default=0.95),
+            relay_threshold=dict(type="float"),
+            project_dir=dict(type="path", default="/opt/sentry"),
+            swappiness=dict(type="int"),
+            vfs_cache_pressure=dict(type="int"),
+            sysctl_file=dict(type="path"),
+            sysctl_apply=dict(type="bool", default=True),
             swapoff_timeout=dict(type="int", default=600),
             allow_in_container=dict(type="bool", default=False),
         ),

@@ -811,3 +811,213 @@ def test_fstab_false_leaves_the_file_alone(tmp_path, host):
     result = manager(tmp_path, host, fstab=False).present()
     assert result["fstab_line"] is None and result["active"]
     assert (tmp_path / "fstab").read_text() == before
+
+
+# --- the plan and the apply step --------------------------------------------
+
+def record_applied_steps(monkeypatch):
+    """The steps each real run carried out, as Apply.run received them."""
+    applied = []
+    real_run = sw.Apply.run
+
+    def run(self, plan):
+        applied.append(list(plan.steps))
+        return real_run(self, plan)
+    monkeypatch.setattr(sw.Apply, "run", run)
+    return applied
+
+
+def prepare_interrupted_resize(tmp_path, host):
+    host.fail["swapoff"] = (124, "", "")
+    with pytest.raises(sw.SwapfileError):
+        manager(tmp_path, host, size=128 * MIB).present()
+    del host.fail["swapoff"]
+
+
+@pytest.mark.parametrize("case, overrides, prepare", [
+    ("create", {}, None),
+    ("resize", {"size": 128 * MIB}, "present"),
+    ("priority", {"priority": 10}, "present"),
+    ("fstab only", {}, "present-without-fstab"),
+    ("leftover standby", {}, "interrupted"),
+    ("absent", {"state": "absent"}, "present"),
+])
+def test_a_real_run_carries_out_exactly_what_check_mode_planned(tmp_path, host, monkeypatch, case, overrides, prepare):
+    if prepare == "present":
+        manager(tmp_path, host).present()
+    elif prepare == "present-without-fstab":
+        manager(tmp_path, host, fstab=False).present()
+    elif prepare == "interrupted":
+        manager(tmp_path, host).present()
+        prepare_interrupted_resize(tmp_path, host)
+    converge = "absent" if overrides.get("state") == "absent" else "present"
+    checked = getattr(manager(tmp_path, host, check_mode=True, **overrides), converge)()
+    planned_steps = manager(tmp_path, host, check_mode=True, **overrides).plan(converge)[0].steps
+    applied = record_applied_steps(monkeypatch)
+    real = getattr(manager(tmp_path, host, **overrides), converge)()
+    assert applied == [planned_steps] and planned_steps, case
+    for key in ("changed", "changes", "summary", "size", "active", "fstab_line", "method", "swap_before"):
+        assert real[key] == checked[key], (case, key)
+    # The diff too, but for the priority the kernel gives a file activated without one.
+    assert real["diff"]["before"] == checked["diff"]["before"]
+    assert dict(real["diff"]["after"], priority=None) == dict(checked["diff"]["after"], priority=None)
+    again = getattr(manager(tmp_path, host, **overrides), converge)()
+    assert not again["changed"] and again["summary"] == [] and applied == [planned_steps], case
+
+
+def test_summary_says_what_changed_in_a_few_words(tmp_path, host):
+    path = str(tmp_path / "swap" / "swapfile")
+    assert manager(tmp_path, host).present()["summary"] == ["%s: 0 B -> 64.0 MiB, active, fstab line added" % path]
+    assert manager(tmp_path, host, size=128 * MIB, priority=5).present()["summary"] == [
+        "%s: 64.0 MiB -> 128.0 MiB, priority -2 -> 5, fstab line updated" % path]
+    assert manager(tmp_path, host, size=128 * MIB, priority=7).present()["summary"] == [
+        "%s: priority 5 -> 7, fstab line updated" % path]
+    os.chmod(path, 0o644)
+    assert manager(tmp_path, host, size=128 * MIB, priority=7).present()["summary"] == [
+        "%s: set mode 0600 and owner root" % path]
+    assert manager(tmp_path, host, state="absent").absent()["summary"] == [
+        "%s: 128.0 MiB -> 0 B, inactive, fstab line removed" % path]
+    assert manager(tmp_path, host, state="absent").absent()["summary"] == []
+
+
+def test_swap_before_and_after_come_with_the_result(tmp_path, host):
+    path = str(tmp_path / "swap" / "swapfile")
+    host.write_areas([["/dev/vda2", 1048572, 2048, -2]])
+    planned = manager(tmp_path, host, check_mode=True).present()
+    assert planned["swap_before"] == {"total": 1048572 * 1024, "used": 2048 * 1024, "areas": [
+        {"path": "/dev/vda2", "type": "file", "size": 1048572 * 1024, "used": 2048 * 1024, "priority": -2}]}
+    assert planned["swap_after"]["total"] == 1048572 * 1024 + 64 * MIB and planned["swap_after"]["used"] is None
+    assert [a["path"] for a in planned["swap_after"]["areas"]] == ["/dev/vda2", path]
+    real = manager(tmp_path, host).present()
+    # As the kernel counts it: the area is the file less its header page.
+    assert real["swap_after"]["total"] == 1048572 * 1024 + 64 * MIB - PAGE and real["swap_after"]["used"] == 2048 * 1024
+    again = manager(tmp_path, host).present()
+    assert again["swap_before"] == again["swap_after"] == real["swap_after"]
+    assert manager(tmp_path, host, check_mode=True, state="absent").absent()["swap_after"]["total"] == 1048572 * 1024
+
+
+def write_relay_config(checkout, text):
+    (checkout / "relay" / "config.yml").write_text(text)
+
+
+def test_relays_figure_and_threshold_come_from_the_checkout(tmp_path, host):
+    from fakes import minimal_checkout
+    checkout = minimal_checkout(tmp_path / "sentry")
+    write_relay_config(checkout, "health:\n  max_memory_percent: 0.9\n")
+    result = manager(tmp_path, host, relay_threshold=None, project_dir=str(checkout)).present()
+    # Fixture RAM: 16000000 kB, 4000000 kB available: 75% in use, as Relay 24.8.0 counts the host without a limit.
+    assert result["relay"]["threshold"] == 0.9 and result["relay"]["used_percent"] == 75.0
+    assert result["relay"]["release"] == "24.8.0"
+    # 2900000 kB in swap would bring RAM in use to 93.1%: under 95% but over the checkout's 90%.
+    host.write_areas([[str(tmp_path / "swap" / "swapfile"), 65532, 2900000, -2]])
+    with pytest.raises(sw.SwapfileError, match="Relay's threshold of 90%"):
+        manager(tmp_path, host, relay_threshold=None, project_dir=str(checkout), size=128 * MIB).present()
+    assert manager(tmp_path, host, relay_threshold=0.95, project_dir=str(checkout), size=128 * MIB).present()["changed"]
+    assert manager(tmp_path, host, size=128 * MIB).present()["relay"] is None
+
+
+def test_a_threshold_outside_the_range_in_the_checkout_is_refused(tmp_path, host):
+    from fakes import minimal_checkout
+    checkout = minimal_checkout(tmp_path / "sentry")
+    write_relay_config(checkout, "health:\n  max_memory_percent: 95\n")
+    with pytest.raises(sw.SwapfileError, match=r"Relay's threshold 95.0 \(from .*config.yml\) is outside \(0, 1\]"):
+        manager(tmp_path, host, relay_threshold=None, project_dir=str(checkout)).present()
+    assert host.calls == []
+
+
+# --- the kernel's swap settings ----------------------------------------------
+
+def running(kernel, name):
+    with open(os.path.join(kernel.root, "proc", "sys", *name.split("."))) as handle:
+        return handle.read().strip()
+
+
+@pytest.fixture
+def settings_host(tmp_path, host):
+    (tmp_path / "root" / "proc" / "sys" / "vm").mkdir(parents=True)
+    for name, value in (("swappiness", "60"), ("vfs_cache_pressure", "100")):
+        (tmp_path / "root" / "proc" / "sys" / "vm" / name).write_text(value + "\n")
+    manager(tmp_path, host).present()
+    return host
+
+
+def settings(tmp_path, **overrides):
+    values = {"swappiness": 30, "vfs_cache_pressure": 100, "sysctl_file": str(tmp_path / "60-swap.conf")}
+    values.update(overrides)
+    return values
+
+
+SETTINGS_FILE = ("# Managed by Ansible (role sentry_selfhosted.memory.swap): local changes are overwritten.\n"
+                 "vm.swappiness=30\nvm.vfs_cache_pressure=100\n")
+
+
+def test_settings_file_and_running_values_are_kept_in_one_call(tmp_path, settings_host):
+    conf = tmp_path / "60-swap.conf"
+    planned = manager(tmp_path, settings_host, check_mode=True, **settings(tmp_path)).present()
+    assert planned["summary"] == ["%s written" % conf, "vm.swappiness 60 -> 30"]
+    assert planned["diff"]["sysctl_file"] == [None, SETTINGS_FILE]
+    assert not conf.exists() and running(settings_host, "vm.swappiness") == "60"
+    result = manager(tmp_path, settings_host, **settings(tmp_path)).present()
+    assert result["changed"] and result["changes"] == [] and result["summary"] == planned["summary"]
+    assert conf.read_text() == SETTINGS_FILE and os.stat(str(conf)).st_mode & 0o777 == 0o644
+    assert running(settings_host, "vm.swappiness") == "30" and running(settings_host, "vm.vfs_cache_pressure") == "100"
+    assert result["sysctl_before"] == {"vm.swappiness": 60, "vm.vfs_cache_pressure": 100}
+    assert result["sysctl_after"] == {"vm.swappiness": 30, "vm.vfs_cache_pressure": 100}
+    again = manager(tmp_path, settings_host, **settings(tmp_path)).present()
+    assert not again["changed"] and again["summary"] == [] and again["diff"]["sysctl_file"] is None
+
+
+def test_only_what_differs_is_set(tmp_path, settings_host):
+    conf = tmp_path / "60-swap.conf"
+    conf.write_text(SETTINGS_FILE)
+    os.chmod(str(conf), 0o644)
+    (tmp_path / "root" / "proc" / "sys" / "vm" / "swappiness").write_text("30\n")
+    before = os.stat(str(conf))
+    (tmp_path / "root" / "proc" / "sys" / "vm" / "vfs_cache_pressure").write_text("50\n")
+    result = manager(tmp_path, settings_host, **settings(tmp_path)).present()
+    assert result["summary"] == ["vm.vfs_cache_pressure 50 -> 100"]
+    assert os.stat(str(conf)).st_ino == before.st_ino
+    # A mode that is not 0644 rewrites the file, as the copy module did.
+    os.chmod(str(conf), 0o600)
+    assert manager(tmp_path, settings_host, **settings(tmp_path)).present()["summary"] == ["%s written" % conf]
+    assert os.stat(str(conf)).st_mode & 0o777 == 0o644
+
+
+def test_settings_apply_false_only_writes_the_file(tmp_path, settings_host):
+    result = manager(tmp_path, settings_host, sysctl_apply=False, **settings(tmp_path)).present()
+    assert result["summary"] == ["%s written" % (tmp_path / "60-swap.conf")]
+    assert running(settings_host, "vm.swappiness") == "60" and result["sysctl_after"] == result["sysctl_before"]
+
+
+def test_settings_without_a_file_set_the_running_values(tmp_path, settings_host):
+    result = manager(tmp_path, settings_host, **settings(tmp_path, sysctl_file=None)).present()
+    assert result["summary"] == ["vm.swappiness 60 -> 30"] and running(settings_host, "vm.swappiness") == "30"
+    assert os.listdir(str(tmp_path)).count("60-swap.conf") == 0
+
+
+def test_absent_removes_the_settings_file_and_leaves_the_running_values(tmp_path, settings_host):
+    manager(tmp_path, settings_host, **settings(tmp_path)).present()
+    path = str(tmp_path / "swap" / "swapfile")
+    result = manager(tmp_path, settings_host, state="absent", **settings(tmp_path)).absent()
+    assert result["changes"] == ["deactivated", "fstab line removed", "deleted"]
+    assert result["summary"] == ["%s: 64.0 MiB -> 0 B, inactive, fstab line removed" % path,
+                                 "%s removed" % (tmp_path / "60-swap.conf")]
+    assert not (tmp_path / "60-swap.conf").exists() and running(settings_host, "vm.swappiness") == "30"
+    assert not manager(tmp_path, settings_host, state="absent", **settings(tmp_path)).absent()["changed"]
+
+
+def test_settings_change_alone_is_not_refused_in_a_container(tmp_path, settings_host):
+    """As before the module kept them: the container refusal is about swap areas, not about the settings file."""
+    (tmp_path / "root" / "run").mkdir()
+    (tmp_path / "root" / "run" / ".containerenv").write_text("")
+    result = manager(tmp_path, settings_host, sysctl_apply=False, **settings(tmp_path)).present()
+    assert result["changed"] and result["blocked"] is None and (tmp_path / "60-swap.conf").exists()
+
+
+def test_a_settings_file_that_cannot_be_written_says_what_was_done(tmp_path, settings_host):
+    result = manager(tmp_path, settings_host, **settings(tmp_path, sysctl_file=str(tmp_path / "missing" / "x.conf")))
+    with pytest.raises(sw.SwapfileError, match="cannot write .*missing/x.conf") as failed:
+        result.present()
+    assert "changed" not in failed.value.details
+    with pytest.raises(sw.SwapfileError, match="not a regular file"):
+        manager(tmp_path, settings_host, **settings(tmp_path, sysctl_file=str(tmp_path / "swap"))).present()

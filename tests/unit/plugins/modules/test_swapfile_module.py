@@ -20,6 +20,8 @@ class FakeAnsibleModule:
             "path": "/swapfile", "size": "8G", "state": "present", "priority": None, "fstab": True,
             "fstab_path": "/etc/fstab", "create_method": "auto", "min_free_disk": "1G", "force": False,
             "relay_threshold": 0.95, "swapoff_timeout": 600, "allow_in_container": False,
+            "project_dir": "/opt/sentry", "swappiness": None, "vfs_cache_pressure": None, "sysctl_file": None,
+            "sysctl_apply": True,
         }
         self.params.update(params)
         self.check_mode = False
@@ -59,6 +61,8 @@ def test_size_is_required_for_present():
     ({"relay_threshold": 1.5}, "relay_threshold must be in"),
     ({"swapoff_timeout": 0}, "swapoff_timeout must be positive"),
     ({"size": "1000000"}, "multiple of the page size"),
+    ({"swappiness": 201}, "swappiness must be between 0 and 200"),
+    ({"vfs_cache_pressure": -1}, "vfs_cache_pressure must not be negative"),
 ])
 def test_bad_options(override, message):
     with pytest.raises(sw.SwapfileError, match=message):
@@ -76,3 +80,13 @@ def test_render_diff():
     text = module.render({"size": 12 * 1024 ** 3, "active": True, "priority": -2, "fstab": ["/swapfile none swap sw 0 0"]})
     assert text == "size: 12.0 GiB\nactive: true\npriority: -2\nfstab: /swapfile none swap sw 0 0\n"
     assert "fstab" not in module.render({"size": 0, "active": False, "priority": None, "fstab": None})
+
+
+def test_the_settings_file_gets_a_diff_of_its_own():
+    state = {"size": 0, "active": False, "priority": None, "fstab": None}
+    conf = "/etc/sysctl.d/60-sentry-selfhosted-swap.conf"
+    shown = module.diffs("/swapfile", {"before": state, "after": dict(state, size=GIB, active=True),
+                                       "sysctl_file": [None, "vm.swappiness=60\n"]}, conf)
+    assert [d["before_header"] for d in shown] == ["/swapfile (before)", conf]
+    assert shown[1]["before"] == "" and shown[1]["after"] == "vm.swappiness=60\n"
+    assert len(module.diffs("/swapfile", {"before": state, "after": state, "sysctl_file": None}, None)) == 1
