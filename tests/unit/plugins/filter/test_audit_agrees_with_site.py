@@ -21,7 +21,8 @@ from ansible_collections.sentry_selfhosted.memory.plugins.modules import swapfil
 
 import checkouts
 
-GIB, MIB = 1024 ** 3, 1024 ** 2
+GIB = 1024 ** 3
+MIB = 1024 ** 2
 
 # Sizes as MemTotal shows them (a "16 GB" host has 15.2 GiB) and round ones.
 HOST_SIZES = [int(gib * GIB) for gib in (1, 2, 3.5, 4, 7.6, 8, 15.2, 16, 23.5, 24, 31.1, 32, 64, 128)]
