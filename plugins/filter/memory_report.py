@@ -146,8 +146,8 @@ def _swap_advice(result, site):
                           human(size), plan["path"], rule))
     elif action == "resize":
         current = next(a for a in swap["areas"] if a["path"] == plan["path"])
-        advice.append("The swap role would resize %s from %s to %s (%s)." % (plan["path"], human(current["size"]),
-                                                                           human(size), rule))
+        advice.append("The swap role would resize %s from %s to %s (%s)."
+                      % (plan["path"], human(current["size"]), human(size), rule))
     swappiness, part = result["sysctl"].get("vm.swappiness"), _part(site, "swap")
     swapping = action in ("none", "add", "grow", "resize") and (swap["total"] or action == "add")
     if swapping and isinstance(swappiness, int) and swappiness < part.get("swappiness_min", LOW_SWAPPINESS):
@@ -230,8 +230,8 @@ def _relay_advice(relay, site):
     if not part["enabled"] or wanted is None or abs(float(wanted) - relay["threshold"]) < 1e-9:
         return []
     return ["Relay rejects events at %.0f%% (%s): relay_health would set health.max_memory_percent to %.0f%% "
-            "(relay_health_max_memory_percent)." % (relay["threshold"] * 100, relay.get("threshold_source") or "",
-                                                     float(wanted) * 100)]
+            "(relay_health_max_memory_percent)."
+            % (relay["threshold"] * 100, relay.get("threshold_source") or "", float(wanted) * 100)]
 
 
 # The timers' roles, in the report's words (their units and calendars come with site's inputs).
