@@ -258,7 +258,11 @@ def memory_recommendations(result, site=None):
     _require(result)
     ram, relay = result["ram"], result["relay"]
     advice = []
-    if relay["would_reject"]:
+    if relay["would_reject"] and _stand_in(relay):
+        advice.append("The host is at %.1f%% >= %.0f%%, Relay's threshold, but Relay measures its own cgroup and no "
+                      "relay container was found to read it: start relay (or check docker), then run the audit again."
+                      % (relay["used_percent"], relay["threshold"] * 100))
+    elif relay["would_reject"]:
         advice.append("Relay is rejecting events now: %.1f%% used >= %.0f%% threshold. Restart the leaking "
                       "service or relay, then apply limits (compose_limits role)." % (relay["used_percent"], relay["threshold"] * 100))
     if relay["measures"] == "host" and relay["source"] == "host":
@@ -286,12 +290,18 @@ def memory_recommendations(result, site=None):
     return advice
 
 
+def _stand_in(relay):
+    """Whether the host's figures only stand in for Relay's own (no relay container could be read)."""
+    return relay["source"] not in MEASURES
+
+
 def relay_line(relay):
     """The report's Relay line: the release, what it measures here and its figure against the threshold."""
     return "Relay  %s measures %s: %s of %s = %.1f%%, rejects at %.0f%% (%s); headroom %s%s" % (
         relay["release"] or "(release unknown)", MEASURES.get(relay["source"], relay["source"]), human(relay["used"]),
         human(relay["total"]), relay["used_percent"], relay["threshold"] * 100, relay.get("threshold_source", ""),
-        human(relay["headroom"]), "  REJECTING EVENTS" if relay["would_reject"] else "")
+        human(relay["headroom"]),
+        "" if not relay["would_reject"] else "  OVER THE THRESHOLD" if _stand_in(relay) else "  REJECTING EVENTS")
 
 
 def memory_report(result, site=None):

@@ -276,3 +276,21 @@ def test_each_upstream_checkout_is_named_as_its_release_measures(mode):
         release = hm.relay_release(hm.checkout_env(checkouts.upstream(tag)))
         line = relay_line(hm.relay_view(MEMINFO, release, mode, None))
         assert line.startswith("Relay  %s measures %s: " % (tag, expected_measure(tag, mode, "no container"))), line
+
+
+@pytest.mark.parametrize("release, rejecting", [("24.8.0", True), ("25.12.0", False), ("26.8.0", False)])
+def test_a_full_host_is_rejecting_only_where_relay_measures_the_host(release, rejecting):
+    # No relay container could be read: a release that measures its own cgroup is not said to reject events.
+    full = {"MemTotal": 16 * GIB, "MemFree": GIB // 4, "MemAvailable": GIB // 2}
+    view = hm.relay_view(full, hm.parse_version(release), "v2", None)
+    assert view["would_reject"] is True
+    result = dict(memory(full["MemTotal"], [area("/swapfile", 8 * GIB)]), relay=view)
+    line = relay_line(view)
+    advice = memory_recommendations(result, site())
+    if rejecting:
+        assert line.endswith("  REJECTING EVENTS") and advice[0].startswith("Relay is rejecting events now: 96.9%")
+    else:
+        assert line.endswith("  OVER THE THRESHOLD"), line
+        assert advice[0] == ("The host is at 96.9% >= 95%, Relay's threshold, but Relay measures its own cgroup and no "
+                             "relay container was found to read it: start relay (or check docker), then run the audit "
+                             "again.")
