@@ -162,6 +162,14 @@ cgroup_mode:
   description: C(v1), C(v2), C(hybrid) or C(unknown).
   returned: always
   type: str
+container:
+  description:
+    - Why this host looks like a container (for example C(/.dockerenv exists)), or null on a plain host or VM.
+    - The swap role's own check - there swap areas are the host's, and the role refuses to change them unless
+      C(swap_allow_in_container) is true - so the audit recommends no swapfile there.
+  returned: always
+  type: str
+  sample: /run/.containerenv exists
 relay:
   description: What Relay's memory probe computes on this host and its verdict.
   returned: always
@@ -226,6 +234,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import module_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.swapfile import container_reason
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, ComposeTimeout
 
 
@@ -301,6 +310,7 @@ class MemoryInfo:
             "psi_available": pressure is not None,
             "oom_kills": hm.read_vmstat(self.root).get("oom_kill"),
             "cgroup_mode": mode,
+            "container": container_reason(self.root),
             "relay": relay,
             "containers": containers,
             "top_processes": hm.top_processes(self.root, self.params["top_processes"], leave_out=os.getpid()),

@@ -3,11 +3,15 @@
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from conftest import REPO, tool
+import checkouts
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import swapfile as sw
+from conftest import REPO, task, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 
@@ -43,3 +47,40 @@ def test_audit_refuses_a_bad_threshold(ansible_env):
                           env=ansible_env, capture_output=True, text=True, check=False)
     assert proc.returncode != 0
     assert "relay_threshold must be in (0, 1]" in proc.stdout
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    target = tmp_path / "sentry"
+    shutil.copytree(checkouts.FIXTURE_24, str(target))
+    return target
+
+
+def test_audit_recommends_what_site_would_do(tmp_path, ansible_env, compose_cli, checkout):
+    # The same inventory for both: this machine, the fixture checkout, no containers measured.
+    inventory = ["-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "audit_containers=false",
+                 "-e", "compose_limits_use_measured=false"]
+    data = run_audit(ansible_env, *inventory)
+    assert data["stats"]["localhost"]["changed"] == 0 and data["stats"]["localhost"]["failures"] == 0
+    advice = data["global_custom_stats"]["sentry_memory_audit"]["localhost"]["recommendations"]
+
+    # compose_limits itself, in check mode, on the same host and inputs.
+    playbook = tmp_path / "limits.yml"
+    playbook.write_text(json.dumps([{"name": "Limits", "hosts": "localhost", "gather_facts": False,
+                                     "roles": ["sentry_selfhosted.memory.compose_limits"]}]))
+    proc = subprocess.run([tool("ansible-playbook"), "-i", INVENTORY, str(playbook), "--check"] + inventory,
+                          env=ansible_env, capture_output=True, text=True, check=False)
+    table = task(json.loads(proc.stdout), "Show the plan")["msg"]
+    total = next(line for line in table if line.startswith("limits add up to ")).split()[4]
+    relay = next(line for line in table if line.split()[0] == "relay").split()[3]
+    limits = next(a for a in advice if "compose_limits role would limit all" in a)
+    assert "(relay %s MiB, " % relay in limits and "the limits adding up to %s MiB" % total in limits
+
+    # The swap role's answer on this machine: none in a container, else the module's own size at /swapfile.
+    with open("/proc/meminfo") as handle:
+        ram = int(handle.readline().split()[1]) * 1024
+    if sw.container_reason("/"):
+        assert not [a for a in advice if "swapfile of" in a], advice
+        assert any(a.startswith("Swap is the host's to set: this looks like a container") for a in advice), advice
+    else:
+        assert not [a for a in advice if "swapfile of" in a and hm.human_bytes(hm.recommended_swap_bytes(ram)) not in a]

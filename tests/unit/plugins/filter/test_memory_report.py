@@ -45,12 +45,18 @@ def test_containers_are_shown_by_what_they_use_with_page_cache_apart():
 
 def test_no_swap_recommends_the_rule_size():
     advice = memory_recommendations(result(swap={"total": 0}))
-    assert advice == ["No swap: add a swapfile of 8 GiB (swap role)."]
+    assert advice == ["No swap: the swap role would add a swapfile of 8.0 GiB (swap_file_size: auto)."]
+
+
+def test_short_swap_without_sites_inputs_is_measured_against_the_rule():
+    advice = memory_recommendations(result(swap={"total": 2 * GIB}))
+    assert advice == ["Swap is 2.0 GiB: the swap role's rule wants 8.0 GiB (swap_file_size: auto)."]
 
 
 def test_low_swappiness_defeats_swap():
     advice = memory_recommendations(result(sysctl={"vm.swappiness": 1}))
-    assert any("vm.swappiness is 1" in a for a in advice)
+    assert advice == ["vm.swappiness is 1: cold memory stays in RAM and swap cannot help Relay; the swap role "
+                      "sets swap_swappiness."]
 
 
 def test_unlimited_services_are_named():

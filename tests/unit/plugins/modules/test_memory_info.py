@@ -3,11 +3,13 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.swapfile import container_reason
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import memory_info
 
 HOSTS = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "hosts")
@@ -195,3 +197,14 @@ def test_the_compose_project_comes_from_the_checkout_as_in_the_relay_view(tmp_pa
     result = memory_info.MemoryInfo(module, root=os.path.join(HOSTS, "v2-relay-limited"), run=module.run_command).gather()
     assert module.commands[0][-1] == "label=com.docker.compose.project=%s" % project
     assert result["relay"]["measures"] == "cgroup"
+
+
+def test_a_container_is_named_with_the_swap_roles_own_check(tmp_path):
+    assert gather("v2-relay-limited", docker=False)["container"] is None
+    root = tmp_path / "host"
+    shutil.copytree(os.path.join(HOSTS, "v2-relay-limited"), str(root))
+    (root / "run").mkdir()
+    (root / "run" / ".containerenv").write_text("")
+    module = FakeModule(docker=False)
+    result = memory_info.MemoryInfo(module, root=str(root), run=module.run_command).gather()
+    assert result["container"] == container_reason(str(root)) == "/run/.containerenv exists"
