@@ -295,35 +295,18 @@ class ComposeOverride:
         """The new override text, and the managed values per service for the checks."""
         doc = OverrideText(old_text, adopt=self.params.get("adopt"))
         expected = {}
-        maxmemory = plan.get("redis_maxmemory_mb")
-        for name, row in plan["services"].items():
-            service = service_config(old_config, name)
-            key = limit_key(service)
-            base = ["services", name]
-            want = {"limit": row["mem_limit_mb"] * MIB, "memswap": row["memswap_limit_mb"] * MIB,
-                    "reservation": row["mem_reservation_mb"] * MIB if row.get("mem_reservation_mb") else None, "key": key}
-            if key == "deploy":
-                doc.set_value(base + ["deploy", "resources", "limits", "memory"], "%dM" % row["mem_limit_mb"])
-                if want["reservation"]:
-                    doc.set_value(base + ["deploy", "resources", "reservations", "memory"], "%dM" % row["mem_reservation_mb"])
-            else:
-                doc.set_value(base + ["mem_limit"], "%dm" % row["mem_limit_mb"])
-                if want["reservation"]:
-                    doc.set_value(base + ["mem_reservation"], "%dm" % row["mem_reservation_mb"])
-            doc.set_value(base + ["memswap_limit"], "%dm" % row["memswap_limit_mb"])
+        for name in sorted(plan["services"]):
+            row = plan["services"][name]
+            key = limit_key(service_config(old_config, name))
             env = dict((plan.get("environment") or {}).get(name) or {})
-            for var in sorted(env):
-                doc.set_env(base, var, env[var])
-            want["environment"] = env
-            if name == "redis" and maxmemory:
-                own = doc.find(base + ["command"])
-                if own is not None and not own.text.rstrip().endswith(MARK):
-                    self.notes.append("redis: the override sets its own command; maxmemory is left to the operator")
-                else:
-                    command = self.redis_command(old_config) + ["--maxmemory", "%dmb" % maxmemory]
-                    doc.set_value(base + ["command"], json.dumps(command))
-                    want["command"] = command
-            expected[name] = want
+            expected[name] = {"limit": row["mem_limit_mb"] * MIB, "memswap": row["memswap_limit_mb"] * MIB,
+                              "reservation": row["mem_reservation_mb"] * MIB if row.get("mem_reservation_mb") else None,
+                              "key": key, "environment": env}
+            command = self.planned_command(doc, old_config, plan, name)
+            if command is not None:
+                expected[name]["command"] = command
+            if not doc.set_service(name, self.flow_values(row, key, env, command)):
+                self.set_keys(doc, name, row, key, env, command)
         if doc.operator_values:
             raise EditError(
                 "the override sets values of its own that the plan would change: %s. Nothing was written. Keep yours by "
@@ -334,6 +317,55 @@ class ComposeOverride:
             self.notes.append("adopted the operator's %s" % adopted)
         doc.drop_stale()
         return doc.text(), expected
+
+    def planned_command(self, doc, old_config, plan, name):
+        """redis' command with the planned --maxmemory; None for other services, or when the operator's override sets one."""
+        maxmemory = plan.get("redis_maxmemory_mb")
+        if name != "redis" or not maxmemory:
+            return None
+        own = doc.find(["services", name, "command"])
+        if own is not None and not own.text.rstrip().endswith(MARK):
+            self.notes.append("redis: the override sets its own command; maxmemory is left to the operator")
+            return None
+        return self.redis_command(old_config) + ["--maxmemory", "%dmb" % maxmemory]
+
+    @staticmethod
+    def flow_values(row, key, env, command):
+        """The managed keys of one service as (key, YAML text), for its one line in the override."""
+        values = []
+        if key == "deploy":
+            resources = ["limits: {memory: %dM}" % row["mem_limit_mb"]]
+            if row.get("mem_reservation_mb"):
+                resources.append("reservations: {memory: %dM}" % row["mem_reservation_mb"])
+            values.append(("deploy", "{resources: {%s}}" % ", ".join(resources)))
+        else:
+            values.append(("mem_limit", "%dm" % row["mem_limit_mb"]))
+            if row.get("mem_reservation_mb"):
+                values.append(("mem_reservation", "%dm" % row["mem_reservation_mb"]))
+        values.append(("memswap_limit", "%dm" % row["memswap_limit_mb"]))
+        if env:
+            values.append(("environment", "{%s}" % ", ".join("%s: %s" % (var, json.dumps(env[var])) for var in sorted(env))))
+        if command is not None:
+            values.append(("command", json.dumps(command)))
+        return values
+
+    @staticmethod
+    def set_keys(doc, name, row, key, env, command):
+        """The managed keys of one service, a line each, inside the operator's own entry for it."""
+        base = ["services", name]
+        if key == "deploy":
+            doc.set_value(base + ["deploy", "resources", "limits", "memory"], "%dM" % row["mem_limit_mb"])
+            if row.get("mem_reservation_mb"):
+                doc.set_value(base + ["deploy", "resources", "reservations", "memory"], "%dM" % row["mem_reservation_mb"])
+        else:
+            doc.set_value(base + ["mem_limit"], "%dm" % row["mem_limit_mb"])
+            if row.get("mem_reservation_mb"):
+                doc.set_value(base + ["mem_reservation"], "%dm" % row["mem_reservation_mb"])
+        doc.set_value(base + ["memswap_limit"], "%dm" % row["memswap_limit_mb"])
+        for var in sorted(env):
+            doc.set_env(base, var, env[var])
+        if command is not None:
+            doc.set_value(base + ["command"], json.dumps(command))
 
     @staticmethod
     def managed_view(config, expected):
