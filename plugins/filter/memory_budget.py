@@ -533,19 +533,62 @@ def memory_budget(services, total_memory_mb, **options):
         raise AnsibleFilterError("memory_budget: %s" % exc)
 
 
+# Services that have a row of their own in the table whatever their figures: Relay's limit is a key figure.
+TABLE_OWN_ROWS = ("relay",)
+# A group's label names its services up to this many characters (the override's diff names each one).
+TABLE_LABEL_CHARS = 60
+
+
+def _group_label(names, everyone):
+    """``names`` (sorted) in one label: the names, a prefix they share (and who else has it), or the first few names."""
+    joined = ", ".join(names)
+    if len(names) <= 3 and len(joined) <= TABLE_LABEL_CHARS:
+        return joined
+    prefix = names[0][:names[0].rfind("-") + 1]
+    while prefix and not all(name.startswith(prefix) for name in names):
+        prefix = prefix[:prefix[:-1].rfind("-") + 1]
+    others = [name for name in everyone if prefix and name.startswith(prefix) and name not in names]
+    if prefix and len(others) <= 2:
+        return "%d services %s*%s" % (len(names), prefix, " but " + ", ".join(others) if others else "")
+    label = "%d services: %s" % (len(names), joined)
+    return label if len(label) <= TABLE_LABEL_CHARS else label[:TABLE_LABEL_CHARS - 4].rsplit(",", 1)[0] + ", ..."
+
+
+def _table_rows(plan_result):
+    """(label, usual text, limit, share, source, note): a row per service that stands out, one per group of the rest.
+
+    Services stand out by name (TABLE_OWN_ROWS), a suspected leak, a limit past
+    the rule or an override; the others are grouped by limit and source.
+    """
+    rows = plan_result["services"]
+    past_rule = plan_result.get("past_rule", [])
+    groups = {}
+    for name in sorted(rows):
+        row = rows[name]
+        own = name in TABLE_OWN_ROWS or "suspected_leak_mb" in row or name in past_rule or row["source"] == "override"
+        groups.setdefault((name,) if own else (row["mem_limit_mb"], row["source"]), []).append(name)
+    table = []
+    for names in groups.values():
+        row = rows[names[0]]
+        usual = sorted(set(rows[n]["usual_mb"] for n in names))
+        note = " (suspected leak: measured %d MiB)" % row["suspected_leak_mb"] if "suspected_leak_mb" in row else ""
+        note += " (past the rule)" if names[0] in past_rule else ""
+        table.append((_group_label(names, rows), "%d" % usual[0] if len(usual) == 1 else "%d-%d" % (usual[0], usual[-1]),
+                      row["mem_limit_mb"], row["share"] * 100, row["source"], note, max(usual)))
+    table.sort(key=lambda r: (-r[2], -r[6], r[0]))
+    return [r[:6] for r in table]
+
+
 def memory_budget_table(plan_result):
-    """Readable lines: service, reservation, limit, share of RAM, source; then the totals, the history and any warning."""
+    """Readable lines: the services (those with the same limit grouped), then the totals, the history and any warning."""
     if not plan_result.get("fits"):
         return [plan_result.get("refusal") or "no plan"]
-    rows = plan_result["services"]
-    width = max([len("service")] + [len(name) for name in rows])
-    lines = ["%-*s %9s %9s %7s %s" % (width, "service", "usual", "limit", "of RAM", "source")]
-    for name in sorted(rows, key=lambda n: (-rows[n]["mem_limit_mb"], n)):
-        row = rows[name]
-        note = " (suspected leak: measured %d MiB)" % row["suspected_leak_mb"] if "suspected_leak_mb" in row else ""
-        note += " (past the rule)" if name in plan_result.get("past_rule", []) else ""
-        figures = (width, name, row["usual_mb"], row["mem_limit_mb"], row["share"] * 100, row["source"], note)
-        lines.append("%-*s %5d MiB %5d MiB %6.1f%% %s%s" % figures)
+    table = _table_rows(plan_result)
+    width = max([len("service")] + [len(row[0]) for row in table])
+    usual_width = max([len("usual") - 4] + [len(row[1]) for row in table])
+    lines = ["%-*s %*s %9s %7s %s" % (width, "service", usual_width + 4, "usual", "limit", "of RAM", "source")]
+    for label, usual, limit, share, source, note in table:
+        lines.append("%-*s %*s MiB %5d MiB %6.1f%% %s%s" % (width, label, usual_width, usual, limit, share, source, note))
     lines.append("usual use %d MiB of %d MiB below Relay's threshold (%d%% of %d MiB RAM, less %d MiB for the OS): "
                  "any one service may grow %d MiB above its usual use before its limit stops it" % (
                      plan_result["usual_sum_mb"], plan_result["threshold_mb"], round(plan_result["relay_threshold"] * 100),

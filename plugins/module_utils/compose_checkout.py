@@ -12,7 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 
@@ -26,8 +28,10 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_co
     ComposeError,
     ComposeTimeout,
     SentryCompose,
+    UnsafePathError,
     detect_engine,
     is_selfhosted_checkout,
+    private_directory,
 )
 
 # Docker failing, not the checkout: reading it another way (without the collection's lines) cannot help.
@@ -199,3 +203,49 @@ class Checkout(object):
             stale_services=stale, managed_services=managed, engine=engine,
             compose_version=".".join(str(p) for p in version), override=self.override.path, notes=self.notes)
         return facts, config
+
+
+# The history of peaks of use compose_limits plans from (sentry_selfhosted_peaks_file): root plans from it, so only
+# a regular file of the module's own user that nobody else can write is read.
+PEAKS_VARIABLE = "sentry_selfhosted_peaks_file"
+
+
+def read_peaks(path):
+    """The remembered peaks of use at ``path`` (parsed JSON), or None without a file; CheckoutError for a file another
+    user controls or one that is not JSON (its shape is the memory_budget filter's to check)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        if os.path.lexists(path):
+            raise
+        return None
+    problem = ("a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file" if not stat.S_ISREG(info.st_mode)
+               else "owned by uid %d" % info.st_uid if info.st_uid != os.geteuid()
+               else "writable by others (mode %04o)" % stat.S_IMODE(info.st_mode) if info.st_mode & 0o022 else None)
+    if problem:
+        raise CheckoutError("%s (%s) is %s: the plan is not made from a file another user controls. Remove it (or make it "
+                            "root's, mode 0600) and run again; nothing was changed." % (path, PEAKS_VARIABLE, problem))
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (IOError, OSError, ValueError) as exc:
+        raise CheckoutError("%s (%s) cannot be read as JSON (%s); compose_limits_forget_peaks starts the history afresh; "
+                            "nothing was changed." % (path, PEAKS_VARIABLE, exc))
+
+
+def write_peaks(path, peaks):
+    """Keep ``peaks`` at ``path`` (0600, in a directory only its owner can change); False when it already says that.
+
+    A record of what the collection saw, like the alerts check's state: not a change an operator configured."""
+    text = json.dumps(peaks, sort_keys=True, indent=4) + "\n"
+    try:
+        if read_peaks(path) == peaks:
+            return False
+    except CheckoutError:
+        pass  # a damaged file is replaced by the history this plan was made with
+    try:
+        private_directory(os.path.dirname(path), 0o755)
+        host_program.write_atomic(path, text, 0o600)
+    except (IOError, OSError, UnsafePathError) as exc:
+        raise CheckoutError("cannot keep the history of peaks in %s (%s): %s" % (path, PEAKS_VARIABLE, exc))
+    return True

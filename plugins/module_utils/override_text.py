@@ -7,7 +7,8 @@
 Standard library only (the managed host has no ruamel.yaml, and a PyYAML
 round trip would lose the operator's comments). Every line the collection
 writes ends with MARK; a line without it is the operator's, and is changed
-only when the caller adopts it.
+only when the caller adopts it. A service the collection alone writes is one
+line (a flow mapping); inside an entry of the operator's, each key is a line.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -408,6 +409,48 @@ class OverrideText:
         start, end = block
         self._insert(end, self._new_lines(path[depth:], self._children(start, end)[0], value))
 
+    def set_service(self, name, values):
+        """Write service ``name`` as one line of the collection, ``name: {key: value, ...}  # mark``, where it can.
+
+        ``values`` is an ordered list of (key, YAML text) whose text may be a
+        flow mapping itself. Where the file already has the service in lines of
+        the collection only (the one-line form, or the key-per-line form of
+        earlier releases), they become this one line; operator's comments
+        inside stay. Returns False, writing nothing, where the service has a
+        line of the operator's (or comes through a merge key, or the services
+        key is not a block): the caller then sets key by key inside it.
+        """
+        start, end, dummy = self._root()
+        index, found = self._find_key(start, end, "services")
+        if index is not None and (_inline_value(found.group("rest"))
+                                  or self._merge_keys(index, self._block_end(index, len(found.group("indent"))))):
+            return False
+        if index is None:
+            self._insert(end, ["services:  %s" % MARK])
+            index = end
+        self.touched.add(id(self.lines[index]))
+        services_end = self._block_end(index, _indent(self.lines[index].text))
+        child, match = self._find_key(index, services_end, name)
+        if child is None:
+            pad = match if match is not None else _indent(self.lines[index].text) + self.unit
+            self._insert(services_end, [self._flow_line(pad, name, values)])
+            return True
+        child_end = self._block_end(child, _indent(self.lines[child].text))
+        block = [i for i in range(child, child_end) if _content(self.lines[i].text)]
+        if not all(self.lines[i].text.rstrip().endswith(MARK) for i in block):
+            return False
+        wanted = self._flow_line(_indent(self.lines[child].text), name, values)
+        line = self.lines[child]
+        line.text = wanted
+        self.touched.add(id(line))
+        for i in reversed(block[1:]):
+            del self.lines[i]
+        return True
+
+    @staticmethod
+    def _flow_line(pad, name, values):
+        return "%s%s: {%s}  %s" % (" " * pad, _yaml_key(name), ", ".join("%s: %s" % (_yaml_key(k), v) for k, v in values), MARK)
+
     def set_env(self, service_path, name, value):
         """Set one environment variable of a service, in the style the block already uses."""
         start, end, indent = self._root()
@@ -462,9 +505,12 @@ class OverrideText:
                 if key:
                     keys.add(key.group("key"))
             # A key Compose reads as a number, boolean or null is named as written (compose then says what is wrong).
+            ours = all(t.endswith(MARK) for t in block)
+            # A flow value of the collection's holds limits only; one of the operator's is left for compose to judge.
+            flow = bool(_inline_value(match.group("rest"))) and not ours
             entries.append(dict(name=_key_name(match) or match.group("key"), line=child + 1,
-                                ours=all(t.endswith(MARK) for t in block), managed=any(t.endswith(MARK) for t in block),
-                                complete=bool(keys & set(["image", "build", "extends", "<<"])) or bool(_inline_value(match.group("rest")))))
+                                ours=ours, managed=any(t.endswith(MARK) for t in block),
+                                complete=bool(keys & set(["image", "build", "extends", "<<"])) or flow))
         return entries
 
     def drop_stale(self):

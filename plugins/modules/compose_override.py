@@ -38,6 +38,12 @@ description:
   - With O(state=absent), every line the collection wrote is removed and the
     operator's part stays. The upgrade playbook lifts the limits this way while
     C(install.sh) runs its migrations.
+  - A service the override has no line of the operator's for is written as one
+    line, its keys in a flow mapping and the mark once at its end (C(web:
+    {mem_limit: 1920m, mem_reservation: 1024m, memswap_limit: 3840m}  #
+    sentry_selfhosted.memory)); the key-per-line layout of earlier releases is
+    converted to it. Inside an entry of the operator's own, each managed key is
+    a line of its own, as before.
   - Writes the key the service already uses, C(mem_limit) or
     C(deploy.resources.limits.memory), never both.
   - Before the file is replaced, C(docker compose config) validates the
@@ -72,6 +78,14 @@ options:
         rootless Docker the module fails before writing anything.
     type: bool
     default: false
+  peaks_file:
+    description:
+      - Keep the plan's C(peaks) (the history of peaks of use it was made with) in this file, root's own, mode
+        C(0600), in a directory only root can change, for the next plan (the collection-wide
+        C(sentry_selfhosted_peaks_file)). Not in check mode; never reported as a change, since it records what the
+        collection saw rather than something an operator configured.
+      - Not given, no history is kept.
+    type: path
   adopt:
     description:
       - Take over lines of the operator's own (without the collection's mark) whose values the plan would change, with
@@ -170,6 +184,13 @@ managed_services:
   returned: always
   type: list
   elements: str
+changes:
+  description:
+    - What this run changed (in check mode, would change), as short sentences; empty when nothing.
+  returned: always
+  type: list
+  elements: str
+  sample: ["docker-compose.override.yml: limits of 74 services", "recreate 12 services", "reload nginx"]
 notes:
   description: What was left alone and why.
   returned: always
@@ -189,11 +210,12 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_c
     limit_key,
     module_compose,
     service_config,
+    write_peaks,
 )
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFileError
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, ComposeError
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, OVERRIDE_FILE, ComposeError
 
 
 def _plan_problems(plan):
@@ -295,35 +317,18 @@ class ComposeOverride:
         """The new override text, and the managed values per service for the checks."""
         doc = OverrideText(old_text, adopt=self.params.get("adopt"))
         expected = {}
-        maxmemory = plan.get("redis_maxmemory_mb")
-        for name, row in plan["services"].items():
-            service = service_config(old_config, name)
-            key = limit_key(service)
-            base = ["services", name]
-            want = {"limit": row["mem_limit_mb"] * MIB, "memswap": row["memswap_limit_mb"] * MIB,
-                    "reservation": row["mem_reservation_mb"] * MIB if row.get("mem_reservation_mb") else None, "key": key}
-            if key == "deploy":
-                doc.set_value(base + ["deploy", "resources", "limits", "memory"], "%dM" % row["mem_limit_mb"])
-                if want["reservation"]:
-                    doc.set_value(base + ["deploy", "resources", "reservations", "memory"], "%dM" % row["mem_reservation_mb"])
-            else:
-                doc.set_value(base + ["mem_limit"], "%dm" % row["mem_limit_mb"])
-                if want["reservation"]:
-                    doc.set_value(base + ["mem_reservation"], "%dm" % row["mem_reservation_mb"])
-            doc.set_value(base + ["memswap_limit"], "%dm" % row["memswap_limit_mb"])
+        for name in sorted(plan["services"]):
+            row = plan["services"][name]
+            key = limit_key(service_config(old_config, name))
             env = dict((plan.get("environment") or {}).get(name) or {})
-            for var in sorted(env):
-                doc.set_env(base, var, env[var])
-            want["environment"] = env
-            if name == "redis" and maxmemory:
-                own = doc.find(base + ["command"])
-                if own is not None and not own.text.rstrip().endswith(MARK):
-                    self.notes.append("redis: the override sets its own command; maxmemory is left to the operator")
-                else:
-                    command = self.redis_command(old_config) + ["--maxmemory", "%dmb" % maxmemory]
-                    doc.set_value(base + ["command"], json.dumps(command))
-                    want["command"] = command
-            expected[name] = want
+            expected[name] = {"limit": row["mem_limit_mb"] * MIB, "memswap": row["memswap_limit_mb"] * MIB,
+                              "reservation": row["mem_reservation_mb"] * MIB if row.get("mem_reservation_mb") else None,
+                              "key": key, "environment": env}
+            command = self.planned_command(doc, old_config, plan, name)
+            if command is not None:
+                expected[name]["command"] = command
+            if not doc.set_service(name, self.flow_values(row, key, env, command)):
+                self.set_keys(doc, name, row, key, env, command)
         if doc.operator_values:
             raise EditError(
                 "the override sets values of its own that the plan would change: %s. Nothing was written. Keep yours by "
@@ -334,6 +339,55 @@ class ComposeOverride:
             self.notes.append("adopted the operator's %s" % adopted)
         doc.drop_stale()
         return doc.text(), expected
+
+    def planned_command(self, doc, old_config, plan, name):
+        """redis' command with the planned --maxmemory; None for other services, or when the operator's override sets one."""
+        maxmemory = plan.get("redis_maxmemory_mb")
+        if name != "redis" or not maxmemory:
+            return None
+        own = doc.find(["services", name, "command"])
+        if own is not None and not own.text.rstrip().endswith(MARK):
+            self.notes.append("redis: the override sets its own command; maxmemory is left to the operator")
+            return None
+        return self.redis_command(old_config) + ["--maxmemory", "%dmb" % maxmemory]
+
+    @staticmethod
+    def flow_values(row, key, env, command):
+        """The managed keys of one service as (key, YAML text), for its one line in the override."""
+        values = []
+        if key == "deploy":
+            resources = ["limits: {memory: %dM}" % row["mem_limit_mb"]]
+            if row.get("mem_reservation_mb"):
+                resources.append("reservations: {memory: %dM}" % row["mem_reservation_mb"])
+            values.append(("deploy", "{resources: {%s}}" % ", ".join(resources)))
+        else:
+            values.append(("mem_limit", "%dm" % row["mem_limit_mb"]))
+            if row.get("mem_reservation_mb"):
+                values.append(("mem_reservation", "%dm" % row["mem_reservation_mb"]))
+        values.append(("memswap_limit", "%dm" % row["memswap_limit_mb"]))
+        if env:
+            values.append(("environment", "{%s}" % ", ".join("%s: %s" % (var, json.dumps(env[var])) for var in sorted(env))))
+        if command is not None:
+            values.append(("command", json.dumps(command)))
+        return values
+
+    @staticmethod
+    def set_keys(doc, name, row, key, env, command):
+        """The managed keys of one service, a line each, inside the operator's own entry for it."""
+        base = ["services", name]
+        if key == "deploy":
+            doc.set_value(base + ["deploy", "resources", "limits", "memory"], "%dM" % row["mem_limit_mb"])
+            if row.get("mem_reservation_mb"):
+                doc.set_value(base + ["deploy", "resources", "reservations", "memory"], "%dM" % row["mem_reservation_mb"])
+        else:
+            doc.set_value(base + ["mem_limit"], "%dm" % row["mem_limit_mb"])
+            if row.get("mem_reservation_mb"):
+                doc.set_value(base + ["mem_reservation"], "%dm" % row["mem_reservation_mb"])
+        doc.set_value(base + ["memswap_limit"], "%dm" % row["memswap_limit_mb"])
+        for var in sorted(env):
+            doc.set_env(base, var, env[var])
+        if command is not None:
+            doc.set_value(base + ["command"], json.dumps(command))
 
     @staticmethod
     def managed_view(config, expected):
@@ -403,28 +457,25 @@ class ComposeOverride:
 
     def run(self):
         state = self.params.get("state") or "present"
-        if state == "absent" and self.params["plan"] is not None:
+        plan = self.params["plan"]
+        if state == "absent" and plan is not None:
             self.fail("state=absent removes the collection's lines; it takes no plan")
+        if plan is not None:
+            self.check_plan(plan)
         try:
             facts, old_config = self.checkout.read()
         except CheckoutError as exc:
             self.fail(str(exc), **exc.details)
         engine = facts["engine"]
-        if self.params["apply"] and self.params["plan"] is not None and not engine["supported"]:
+        if self.params["apply"] and plan is not None and not engine["supported"]:
             self.fail("apply is not supported with this engine (%s); nothing was written. Write the limits with apply off "
                       "and recreate the services yourself." % engine["note"], engine=engine)
         services = facts["services"]
-        result = dict(facts, changed=False, changed_services=[], recreated=[], nginx_reloaded=False)
+        result = dict(facts, changed=False, changed_services=[], recreated=[], nginx_reloaded=False, changes=[])
         if state == "absent":
-            return self.remove_managed(result)
-        plan = self.params["plan"]
+            return self.with_changes(self.remove_managed(result))
         if plan is None:
             return result
-        if plan.get("fits") is False:
-            self.fail("the plan does not fit this host; %s was left as it was: %s" % (self.path, plan.get("refusal")))
-        problems = _plan_problems(plan)
-        if problems:
-            self.fail("the plan's values are not usable; %s was left as it was: %s" % (self.path, "; ".join(problems)))
         planned = set((plan.get("services") or {}))
         missing, unknown = [s for s in services if s not in planned], sorted(planned - set(services))
         if missing or unknown:
@@ -435,16 +486,50 @@ class ComposeOverride:
             new_text, expected = self.render(old_text, old_config, plan)
         except EditError as exc:
             self.fail("%s: %s" % (self.path, exc))
-        if new_text == old_text:
+        if new_text != old_text:
+            new_config = self.validate(new_text, old_config, expected)
+            result["changed"] = True
+            result["changed_services"] = self.changed_services(old_config, new_config, expected)
+            result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
+            if not self.module.check_mode:
+                self.write(new_text, result)
+                if self.params["apply"]:
+                    self.apply(result)
+        self.keep_peaks(plan)
+        return self.with_changes(result)
+
+    def check_plan(self, plan):
+        """Refuse a plan that does not fit or holds values that cannot be written, before anything is read or written."""
+        if plan.get("fits") is False:
+            self.fail("the plan does not fit this host; %s was left as it was: %s" % (self.path, plan.get("refusal")))
+        problems = _plan_problems(plan)
+        if problems:
+            self.fail("the plan's values are not usable; %s was left as it was: %s" % (self.path, "; ".join(problems)))
+
+    def keep_peaks(self, plan):
+        if self.params.get("peaks_file") and plan.get("peaks") is not None and not self.module.check_mode:
+            try:
+                write_peaks(self.params["peaks_file"], plan["peaks"])
+            except CheckoutError as exc:
+                self.fail(str(exc))
+
+    def with_changes(self, result):
+        """``result`` with RV(changes): what the run changed, or would change in check mode, in short sentences."""
+        if not result["changed"]:
             return result
-        new_config = self.validate(new_text, old_config, expected)
-        result["changed"] = True
-        result["changed_services"] = self.changed_services(old_config, new_config, expected)
-        result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
-        if not self.module.check_mode:
-            self.write(new_text, result)
-            if self.params["apply"]:
-                self.apply(result)
+        name, changed = OVERRIDE_FILE, result["changed_services"]
+        if self.params.get("state") == "absent":
+            result["changes"].append("%s: the collection's lines removed" % name)
+        else:
+            parts = ["limits of %d service%s" % (len(changed), "" if len(changed) == 1 else "s")] if changed else []
+            if result["stale_services"]:
+                parts.append("lines of %s removed (gone from the checkout)" % ", ".join(result["stale_services"]))
+            result["changes"].append("%s: %s" % (name, "; ".join(parts) or "one line per service, the limits as they were"))
+        recreate = result["recreated"] if not self.module.check_mode else changed if self.params["apply"] else []
+        if recreate:
+            result["changes"].append("recreate %d service%s" % (len(recreate), "" if len(recreate) == 1 else "s"))
+            if "relay" in recreate and "nginx" in result["services"]:
+                result["changes"].append("reload nginx")
         return result
 
     def write(self, new_text, result):
@@ -490,6 +575,7 @@ def main():
             backup=dict(type="bool", default=True),
             apply=dict(type="bool", default=False),
             adopt=dict(type="bool", default=False),
+            peaks_file=dict(type="path"),
             docker=dict(type="str", default="docker"),
             docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
         ),

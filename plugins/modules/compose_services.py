@@ -26,9 +26,20 @@ description:
     C(image), C(build) or C(extends) of its own) fails the task with its name
     and line; entries the collection wrote for such services are listed in
     RV(stale_services).
+  - With O(peaks_file), also reads the history of peaks of use the plan is made
+    from, so that one call gathers what the filter needs besides the host's memory.
   - Writes nothing, on the host or in the checkout.
 extends_documentation_fragment:
   - sentry_selfhosted.memory.checkout
+options:
+  peaks_file:
+    description:
+      - The history of peaks of use that M(sentry_selfhosted.memory.compose_override) keeps (the collection-wide
+        C(sentry_selfhosted_peaks_file)), returned as RV(peaks).
+      - Only a regular file of the module's user that group and others cannot write is read; a symlink, another
+        user's file or a writable one fails the task, naming it, as does a file that is not JSON.
+      - Not given, no history is read.
+    type: path
 attributes:
   check_mode:
     description: Reads the same in check mode.
@@ -95,6 +106,11 @@ managed_services:
   returned: always
   type: list
   elements: str
+peaks:
+  description: The content of O(peaks_file); null without that option or without the file.
+  returned: always
+  type: dict
+  sample: {"version": 1, "since": 1765000000, "services": {"web": {"mb": 1200, "at": 1765000000}}}
 notes:
   description: What the reader noticed (engine, stale lines of the collection).
   returned: always
@@ -104,7 +120,7 @@ notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import Checkout, CheckoutError, module_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import Checkout, CheckoutError, module_compose, read_peaks
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT
 
 
@@ -112,6 +128,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             project_dir=dict(type="path", default="/opt/sentry"),
+            peaks_file=dict(type="path"),
             docker=dict(type="str", default="docker"),
             docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
         ),
@@ -120,10 +137,12 @@ def main():
     docker = module.get_bin_path(module.params["docker"], required=True)
     checkout = Checkout(module_compose(module, docker), module.tmpdir)
     try:
+        # The history first: a file another user controls stops the run before Docker is asked anything.
+        peaks = read_peaks(module.params["peaks_file"]) if module.params["peaks_file"] else None
         facts, dummy = checkout.read()
     except CheckoutError as exc:
         module.fail_json(msg=str(exc), notes=checkout.notes, **exc.details)
-    module.exit_json(changed=False, **facts)
+    module.exit_json(changed=False, peaks=peaks, **facts)
 
 
 if __name__ == "__main__":

@@ -83,12 +83,22 @@ options:
       - Keep a timestamped copy of the previous file beside it when the file changes.
     type: bool
     default: true
+  restart_record:
+    description:
+      - A file (root's, mode C(0644), its directory made) recording that relay must restart to read the new
+        values, written when this run changes the file and left for the restart to remove
+        (M(sentry_selfhosted.memory.relay_restart) O(sentry_selfhosted.memory.relay_restart#module:clear_record)),
+        so that a restart that fails (a stopped Docker engine) is done by the next run. Not written in check mode.
+      - Not given, nothing is recorded and RV(restart_pending) only says whether the file changes.
+    type: path
 attributes:
   check_mode:
     description: Reports what would change and writes nothing.
     support: full
   diff_mode:
-    description: Shows the change of C(relay/config.yml) as a text diff.
+    description:
+      - Shows the change of C(relay/config.yml) as a text diff; a file still to be created is shown against
+        C(relay/config.example.yml), which it is made from.
     support: full
 requirements:
   - PyYAML on the managed host (Debian/Ubuntu C(python3-yaml)).
@@ -140,6 +150,16 @@ created:
   description: Whether the file was (or would be) created from C(config.example.yml).
   returned: always
   type: bool
+restart_pending:
+  description: Whether relay must restart to read the file, because it changes now or O(restart_record) is there from an earlier run.
+  returned: always
+  type: bool
+changes:
+  description: What this run changed (in check mode, would change), as short sentences; empty when nothing.
+  returned: always
+  type: list
+  elements: str
+  sample: ["relay/config.yml: health.max_memory_percent 0.95, spool.envelopes.max_disk_size 2147483648"]
 backup_file:
   description: The copy of the previous file, when one was made.
   returned: when changed and O(backup) is true and the file existed
@@ -155,6 +175,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
 
@@ -563,6 +584,7 @@ class RelayConfig:
             self.fail("%s %s" % (source, exc))
 
         changed = created or after != before
+        record = self.params.get("restart_record")
         result = {
             "changed": changed,
             "path": self.path,
@@ -571,19 +593,41 @@ class RelayConfig:
             "settings": dict(settings),
             "changed_keys": changed_keys,
             "created": created,
+            "restart_pending": changed or bool(record and os.path.exists(record)),
+            "changes": [self.change(settings, changed_keys, created)] if changed else [],
         }
         if self.module._diff:
+            # A new file is the example with the managed keys: shown against it, only they differ.
             result["diff"] = {
-                "before": "" if created else before,
+                "before": before,
                 "after": after,
-                "before_header": "/dev/null" if created else self.path,
+                "before_header": "%s (relay/config.yml is made from it)" % self.example if created else self.path,
                 "after_header": self.path,
             }
         if changed and not self.module.check_mode:
             if not created and self.params["backup"]:
                 result["backup_file"] = self.module.backup_local(self.path)
             self.write(after)
+            if record:
+                self.record_restart(record, changed_keys)
         return result
+
+    @staticmethod
+    def change(settings, changed_keys, created):
+        """One short sentence: the file and the keys that change, with their values."""
+        values = dict(settings)
+        keys = ", ".join("%s %s" % (key, values[key]) for key in changed_keys)
+        return "relay/config.yml%s: %s" % (" (made from config.example.yml)" if created else "", keys or "made")
+
+    def record_restart(self, path, changed_keys):
+        """Note that relay must restart (kept until a restart succeeds), root's alone to change."""
+        try:
+            sentry_compose.private_directory(os.path.dirname(path), 0o755)
+            host_program.write_atomic(path, json.dumps({"project_dir": self.project_dir, "changed_keys": changed_keys},
+                                                       indent=4) + "\n", 0o644)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.fail("%s was written, but the pending relay restart cannot be recorded in %s: %s"
+                      % (self.path, path, to_native(exc)))
 
     def write(self, text):
         """Through a symlink, keeping mode, owner and line endings; a new file is 0644: Relay reads it as its own user."""
@@ -605,6 +649,7 @@ def main():
             spool_max_backpressure_memory_percent=dict(type="float"),
             spool_max_memory_size=dict(type="int"),
             backup=dict(type="bool", default=True),
+            restart_record=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -60,6 +60,13 @@ options:
       - Seconds to wait for Relay's readiness, and at most for the restart lock.
     type: int
     default: 120
+  clear_record:
+    description:
+      - A file recording a restart still to be done (M(sentry_selfhosted.memory.relay_config)
+        O(sentry_selfhosted.memory.relay_config#module:restart_record)), removed once the restart succeeded and
+        Relay is ready (or the module stood aside, the stack being down on purpose, and nothing is left to do).
+        Kept when the restart fails, and in check mode.
+    type: path
 attributes:
   check_mode:
     description: Reports the steps it would take (it reads the running services and the compose configuration) and changes nothing.
@@ -108,6 +115,8 @@ release:
   sample: 24.8.0
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
@@ -151,6 +160,7 @@ class RelayRestartModule:
             reason = restarter.stand_aside_reason(params["services"], running, self.root)
             if reason:
                 result["stood_aside"] = reason
+                self.clear_record()
                 return result
             steps = restarter.plan(params["services"], running, params["reload_nginx"], params["wait_ready"])
             if self.module.check_mode:
@@ -168,7 +178,16 @@ class RelayRestartModule:
         if ready is False:
             self.module.fail_json(msg="Relay is not ready %d s after the restart (%s); see `docker compose logs relay`"
                                   % (params["timeout"], ", ".join(actions)), **result)
+        self.clear_record()
         return result
+
+    def clear_record(self):
+        path = self.params.get("clear_record")
+        if path and os.path.lexists(path) and not self.module.check_mode:
+            try:
+                os.remove(path)
+            except OSError as exc:
+                self.module.fail_json(msg="relay restarted, but the record %s cannot be removed: %s" % (path, exc))
 
 
 def main():
@@ -179,6 +198,7 @@ def main():
             reload_nginx=dict(type="bool", default=True),
             wait_ready=dict(type="bool", default=True),
             timeout=dict(type="int", default=120),
+            clear_record=dict(type="path"),
             docker=dict(type="str", default="docker"),
             docker_timeout=dict(type="int", default=sc.DOCKER_TIMEOUT),
         ),

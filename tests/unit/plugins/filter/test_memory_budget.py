@@ -316,7 +316,7 @@ def test_filter_wraps_errors_and_table_lines():
         mb.memory_budget(SMALL, 16384, ratio=2)
     result = mb.plan(SMALL, 16384)
     lines = mb.memory_budget_table(result)
-    assert len(lines) == len(SMALL) + 4
+    assert len(lines) <= len(SMALL) + 4 and lines[1].startswith("relay ")
     assert lines[-1] == result["history"]["text"]
     assert lines[-3].startswith("usual use %d MiB of %d MiB below Relay's threshold" % (result["usual_sum_mb"], result["threshold_mb"]))
     assert lines[-2].startswith("limits add up to %d MiB" % result["sum_mb"])
@@ -470,9 +470,58 @@ def test_property_a_rerun_below_the_remembered_peaks_keeps_the_plan(names, ram, 
 
 def test_the_table_keeps_its_columns_for_long_service_names():
     long_name = "snuba-subscription-consumer-generic-metrics-distributions-x"
-    lines = mb.memory_budget_table(mb.plan(SMALL + [long_name], 16384))
+    lines = mb.memory_budget_table(mb.plan(SMALL + [long_name], 16384, overrides={long_name: 320}))
     rows = [line for line in lines if " MiB " in line and not line.startswith(("usual use", "limits add up"))]
     assert any(line.startswith(long_name + " ") for line in rows)
     # The first figure's unit stands in the same column on every row, the header's "usual" ending above it.
     assert len(set(line.index(" MiB") for line in rows)) == 1
     assert lines[0].index("usual") + len("usual") == rows[0].index(" MiB") + len(" MiB")
+
+
+def _table_services(line, names):
+    """The services a table row stands for: named in it, or matched by its "N services prefix*" label."""
+    label = line.split("  ")[0]
+    if " services " in label and "*" in label:
+        prefix = label.split(" services ")[1].split("*")[0]
+        others = label.split(" but ")[1].split(", ") if " but " in label else []
+        return [n for n in names if n.startswith(prefix) and n not in others]
+    return [n for n in label.replace("...", "").split(": ")[-1].split(", ") if n in names]
+
+
+@pytest.mark.parametrize("path", CHECKOUTS)
+def test_the_table_groups_services_of_the_same_limit_and_keeps_the_key_figures(path):
+    services = checkout_services(path)
+    result = mb.plan(services, 16384)
+    lines = mb.memory_budget_table(result)
+    rows = lines[1:-3]
+    # 57-74 services in a screenful: relay's limit on a row of its own, the others grouped by limit.
+    assert len(rows) <= 20
+    relay = [line for line in rows if line.startswith("relay ")]
+    assert len(relay) == 1 and " %d MiB " % result["services"]["relay"]["mem_limit_mb"] in relay[0]
+    limits = [int(line.split(" MiB ")[1].split()[0]) for line in rows]
+    assert limits == sorted(limits, reverse=True)
+    for line in rows:
+        limit = int(line.split(" MiB ")[1].split()[0])
+        assert all(result["services"][n]["mem_limit_mb"] == limit for n in _table_services(line, result["services"]))
+    assert "any one service may grow %d MiB" % result["headroom_mb"] in lines[-3]
+
+
+def test_a_group_label_names_its_services_or_their_prefix_and_the_exceptions():
+    everyone = ["snuba-api", "snuba-a-consumer", "snuba-b-consumer", "snuba-c-consumer", "snuba-d-consumer", "web"]
+    assert mb._group_label(["web"], everyone) == "web"
+    assert mb._group_label(["snuba-api", "web"], everyone) == "snuba-api, web"
+    assert mb._group_label(everyone[1:5], everyone) == "4 services snuba-* but snuba-api"
+    assert mb._group_label(everyone[:5], everyone) == "5 services snuba-*"
+    many = ["service-%02d-of-a-long-name" % i for i in range(9)] + ["x"]
+    label = mb._group_label(many, many)
+    assert label.startswith("10 services: service-00-of-a-long-name, ") and label.endswith(", ...")
+    assert len(label) <= mb.TABLE_LABEL_CHARS
+
+
+def test_services_that_stand_out_keep_rows_of_their_own():
+    names = SMALL + ["snuba-%s-consumer" % c for c in "abcdef"]
+    measured = [{"service": "snuba-a-consumer", "use": 9300 * MIB}]
+    result = mb.plan(names, 16384, overrides={"snuba-b-consumer": 448}, measured=measured, now=NOW)
+    rows = mb.memory_budget_table(result)[1:]
+    assert any(line.startswith("snuba-a-consumer ") and "suspected leak" in line for line in rows)
+    assert any(line.startswith("snuba-b-consumer ") and line.rstrip().endswith("override") for line in rows)

@@ -52,3 +52,92 @@ def test_stale_managed_lines_go_but_operator_children_stay():
     doc = OverrideText(text)
     doc.drop_stale()
     assert doc.text() == "services:\n  web:  %s\n    ports: [\"1:1\"]\n" % MARK
+
+
+# --- one line per service of the collection's alone ------------------------------------
+
+WEB = [("mem_limit", "1920m"), ("mem_reservation", "1024m"), ("memswap_limit", "3840m")]
+KAFKA = [("mem_limit", "2176m"), ("memswap_limit", "2176m"), ("environment", '{KAFKA_HEAP_OPTS: "-Xmx1088m -Xms1088m"}')]
+
+
+def line_of(name, values, pad=2):
+    return "%s%s: {%s}  %s" % (" " * pad, name, ", ".join("%s: %s" % kv for kv in values), MARK)
+
+
+def test_a_service_of_the_collections_alone_is_one_line_with_the_mark_once():
+    doc = OverrideText("")
+    assert doc.set_service("web", WEB) and doc.set_service("kafka", KAFKA)
+    doc.drop_stale()
+    assert doc.text() == "services:  %s\n%s\n%s\n" % (MARK, line_of("web", WEB), line_of("kafka", KAFKA))
+    again = OverrideText(doc.text())
+    assert again.set_service("web", WEB) and again.set_service("kafka", KAFKA)
+    again.drop_stale()
+    assert again.text() == doc.text()
+
+
+def test_the_key_per_line_layout_of_earlier_releases_becomes_one_line_and_the_operators_part_stays():
+    old = ("# the operator's header\n"
+           "x-logging: &logging\n"
+           "  driver: local\n"
+           "services:\n"
+           "    web:\n"
+           "        # our SMTP relay\n"
+           "        environment:\n"
+           "            SENTRY_MAIL_HOST: smtp.example.org\n"
+           "        mem_limit: 1920m  %(m)s\n"
+           "    kafka:  %(m)s\n"
+           "        # kept: the operator's comment\n"
+           "        mem_limit: 1g  %(m)s\n"
+           "        memswap_limit: 1g  %(m)s\n"
+           "        environment:  %(m)s\n"
+           "            KAFKA_HEAP_OPTS: \"-Xmx512m -Xms512m\"  %(m)s\n"
+           "    relay:\n"
+           "        logging: *logging\n") % {"m": MARK}
+    doc = OverrideText(old)
+    assert doc.set_service("kafka", KAFKA)
+    # web and relay hold lines of the operator's: set key by key inside them, as before.
+    assert not doc.set_service("web", WEB) and not doc.set_service("relay", WEB)
+    for key, value in WEB:
+        doc.set_value(["services", "web", key], value)
+    doc.drop_stale()
+    assert doc.text() == ("# the operator's header\n"
+                          "x-logging: &logging\n"
+                          "  driver: local\n"
+                          "services:\n"
+                          "    web:\n"
+                          "        # our SMTP relay\n"
+                          "        environment:\n"
+                          "            SENTRY_MAIL_HOST: smtp.example.org\n"
+                          "        mem_limit: 1920m  %(m)s\n"
+                          "        mem_reservation: 1024m  %(m)s\n"
+                          "        memswap_limit: 3840m  %(m)s\n"
+                          "%(kafka)s\n"
+                          "        # kept: the operator's comment\n"
+                          "    relay:\n"
+                          "        logging: *logging\n") % {"m": MARK, "kafka": line_of("kafka", KAFKA, 4)}
+    entries = dict((e["name"], e) for e in OverrideText(doc.text()).service_entries())
+    assert entries["kafka"]["ours"] and not entries["kafka"]["complete"]
+    assert not entries["web"]["ours"] and entries["web"]["managed"]
+
+
+def test_a_service_line_goes_with_state_absent_and_when_the_checkout_drops_the_service():
+    text = "services:\n  web:\n    image: custom\n%s\n%s\n" % (line_of("kafka", KAFKA), line_of("worker", WEB))
+    doc = OverrideText(text)
+    assert doc.set_service("kafka", KAFKA)
+    doc.drop_stale()
+    assert doc.text() == "services:\n  web:\n    image: custom\n%s\n" % line_of("kafka", KAFKA)
+    absent = OverrideText(text)
+    absent.drop_stale()
+    assert absent.text() == "services:\n  web:\n    image: custom\n"
+
+
+def test_a_flow_entry_of_the_operators_or_a_merged_services_key_is_left_to_the_key_by_key_path():
+    operator_flow = "services:\n  web: {mem_limit: 1g}\n"
+    doc = OverrideText(operator_flow)
+    assert not doc.set_service("web", WEB) and doc.text() == operator_flow
+    assert dict((e["name"], e["complete"]) for e in doc.service_entries()) == {"web": True}
+    merged = "x: &base\n  web:\n    image: a\nservices:\n  <<: *base\n"
+    doc = OverrideText(merged)
+    assert not doc.set_service("kafka", KAFKA) and doc.text() == merged
+    flow_services = "services: {}\n"
+    assert not OverrideText(flow_services).set_service("kafka", KAFKA)
