@@ -318,10 +318,11 @@ class HostProgram:
         if out.strip() != "enabled":
             self.systemd.append(["systemctl", "enable", self.timer])
         rc, out, dummy = self.run(["systemctl", "is-active", self.timer])
-        if restart:
-            self.systemd.append(["systemctl", "restart", self.timer])
-        elif rc != 0 or out.strip() != "active":
+        if rc != 0 or out.strip() != "active":
             self.systemd.append(["systemctl", "start", self.timer])
+        elif restart:
+            # A running timer keeps its old schedule until restarted.
+            self.systemd.append(["systemctl", "restart", self.timer])
 
     def plan_absent(self):
         lay = self.layout

@@ -124,11 +124,11 @@ def test_a_first_install_writes_everything_root_alone_and_starts_the_timer(host)
             assert open(os.path.join(lay.libexec, name), "rb").read() == ours.read()
     assert ["daemon-reload"] in host.systemd.calls
     assert ["enable", "sentry-memory-alerts.timer"] in host.systemd.calls
-    assert ["restart", "sentry-memory-alerts.timer"] in host.systemd.calls
+    assert ["start", "sentry-memory-alerts.timer"] in host.systemd.calls
     assert result["changes"] == [
         "sentry-memory-alerts: wrote the program, 3 module_utils, the configuration and the units",
         "made %s, %s, %s" % (lay.libexec, lay.etc, lay.state),
-        "sentry-memory-alerts.timer: enabled and restarted"]
+        "sentry-memory-alerts.timer: enabled and started"]
 
 
 def test_a_second_run_changes_nothing_and_verifies_nothing(host):
