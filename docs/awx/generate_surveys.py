@@ -41,6 +41,8 @@ GROUP_VARS = os.path.join(REPO, "docs", "awx", "group_vars", "sentry.yml")
 
 # Every role, in the order the example lists them (site's order, then the upgrade).
 ROLES = ["swap", "compose_limits", "relay_health", "memory_alerts", "restart_timer", "upgrade"]
+# Roles only the roles above include: their variables are set by those roles, never by the inventory.
+INCLUDED_ROLES = ["host_program"]
 # The collection-wide variables: README.md's table between these markers describes them.
 COLLECTION_TABLE = re.compile(r"<!-- collection variables -->\n(.*?)<!-- end collection variables -->", re.S)
 # Playbook variables PREFIX_NAME that feed a module option NAME and belong to the inventory: playbook -> (prefix, module).
@@ -269,8 +271,9 @@ def group_vars():
     ]
     present = sorted(d for d in os.listdir(os.path.join(REPO, "roles"))
                      if os.path.isfile(os.path.join(REPO, "roles", d, "meta", "argument_specs.yml")))
-    if sorted(ROLES) != present:
-        raise ValueError("ROLES lists %s; roles/ has %s" % (", ".join(sorted(ROLES)), ", ".join(present)))
+    if sorted(ROLES + INCLUDED_ROLES) != present:
+        raise ValueError("ROLES and INCLUDED_ROLES list %s; roles/ has %s"
+                         % (", ".join(sorted(ROLES + INCLUDED_ROLES)), ", ".join(present)))
     shared = collection_variables()
     options = {}
     for role in ROLES:
