@@ -1042,7 +1042,8 @@ class Swapfile:
     # -- the result --
     def result(self, plan, seen, applied=None):
         """The module's result: the plan's figures, and after a real run what the host says now."""
-        after, swap_after, meminfo = dict(plan.after), swap_of(seen["areas"].values()), seen["meminfo"]
+        after, meminfo = dict(plan.after), seen["meminfo"]
+        swap_before = swap_after = swap_of(seen["areas"].values())
         if applied is not None and plan.steps:
             swap_after, meminfo = swap_of(hm.read_swaps(self.root)), hm.read_meminfo(self.root)
             after["priority"] = (self.area_of(self.path) or {}).get("priority")
@@ -1060,7 +1061,7 @@ class Swapfile:
             "changes": plan.changes + (applied.notes if applied is not None else []),
             "summary": summary(self.params, plan),
             "blocked": plan.blocked,
-            "swap_before": swap_of(seen["areas"].values()),
+            "swap_before": swap_before,
             "swap_after": swap_after,
             "sysctl_before": settings["running_before"],
             "sysctl_after": settings["running_after"],
