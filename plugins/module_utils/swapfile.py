@@ -547,10 +547,11 @@ def swapfile_work(params, canonical):
     size, priority, header = params["size"], params.get("priority"), canonical["header"]
     rebuild = not canonical["exists"] or header is None or canonical["size"] != size or header["size"] != size
     reprioritize = canonical["active"] and priority is not None and canonical["priority"] != priority
+    owned = (canonical["mode"], canonical["uid"], canonical["gid"]) == (0o600, 0, 0)
     return {
         "rebuild": rebuild,
         "cycle": canonical["active"] and (rebuild or reprioritize),
-        "fix_owner": canonical["exists"] and not rebuild and (canonical["mode"], canonical["uid"], canonical["gid"]) != (0o600, 0, 0),
+        "fix_owner": canonical["exists"] and not rebuild and not owned,
         "activate": rebuild or reprioritize or not canonical["active"],
     }
 
@@ -672,8 +673,9 @@ def plan_settings(params, seen, state):
     if params.get("sysctl_apply", True):
         running_after.update(wanted)
     steps = [("write_settings_file", text)] if writes else [("remove_settings_file", None)] if removes else []
+    steps += [("set_sysctl", (name, value)) for name, value in wanted if found["running"][name] != running_after[name]]
     return {
-        "steps": steps + [("set_sysctl", (name, value)) for name, value in wanted if found["running"][name] != running_after[name]],
+        "steps": steps,
         "file_before": found["file"],
         "file_after": text if writes else None if removes else found["file"],
         "running_before": found["running"],
@@ -1040,7 +1042,8 @@ class Swapfile:
     # -- the result --
     def result(self, plan, seen, applied=None):
         """The module's result: the plan's figures, and after a real run what the host says now."""
-        after, swap_after, meminfo = dict(plan.after), swap_of(seen["areas"].values()), seen["meminfo"]
+        after, meminfo = dict(plan.after), seen["meminfo"]
+        swap_before = swap_after = swap_of(seen["areas"].values())
         if applied is not None and plan.steps:
             swap_after, meminfo = swap_of(hm.read_swaps(self.root)), hm.read_meminfo(self.root)
             after["priority"] = (self.area_of(self.path) or {}).get("priority")
@@ -1058,7 +1061,7 @@ class Swapfile:
             "changes": plan.changes + (applied.notes if applied is not None else []),
             "summary": summary(self.params, plan),
             "blocked": plan.blocked,
-            "swap_before": swap_of(seen["areas"].values()),
+            "swap_before": swap_before,
             "swap_after": swap_after,
             "sysctl_before": settings["running_before"],
             "sysctl_after": settings["running_after"],

@@ -253,7 +253,8 @@ swap_before:
 swap_after:
   description:
     - The host's swap after the run, read again when the run changed something.
-    - In check mode, the plan's figure (the other areas as they are, the swapfile at its size); C(used) is then null.
+    - In check mode, where the swapfile would change, the plan's figure (the other areas as they are, the swapfile
+      at its size); C(used) is then null.
   returned: always
   type: dict
   sample: {total: 8589930496, used: 0, areas: [{path: /swapfile, type: file, size: 8589930496, used: 0, priority: -2}]}
@@ -269,8 +270,9 @@ sysctl_after:
   sample: {vm.swappiness: 60, vm.vfs_cache_pressure: 100}
 relay:
   description:
-    - Relay's memory figure after the run, as C(sentry_selfhosted.memory.memory_info) returns it (the host's figures
-      stand in for Relay's container, which is not looked up), with the threshold the safety check used.
+    - Relay's memory figure after the run (in check mode, now), as C(sentry_selfhosted.memory.memory_info) returns
+      it (the host's figures stand in for Relay's container, which is not looked up), with the threshold the safety
+      check used.
   returned: always
   type: dict
   sample: {used_percent: 71.3, threshold: 0.95, headroom: 3865470566, would_reject: false}
