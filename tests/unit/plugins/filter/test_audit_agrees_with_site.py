@@ -66,7 +66,8 @@ def swap_roles_size(monkeypatch, ram_total, size):
     """The size the swap role's module would make on a host with ``ram_total`` (its own option reading)."""
     monkeypatch.setattr(hm, "read_meminfo", lambda root="/": {"MemTotal": ram_total, "MemFree": ram_total // 2})
     module = type("Module", (), {"params": {"path": "/swapfile", "size": size, "state": "present", "priority": None,
-                                            "min_free_disk": "1G", "relay_threshold": 0.95, "swapoff_timeout": 600}})
+                                            "min_free_disk": "1G", "relay_threshold": 0.95, "swapoff_timeout": 600,
+                                            "swappiness": None, "vfs_cache_pressure": None}})
     return swapfile_module.SwapfileModule(module()).params()["size"]
 
 
@@ -111,7 +112,7 @@ def test_in_a_container_no_swapfile_is_recommended(tmp_path, ram_total):
     (tmp_path / ".dockerenv").write_text("")
     reason = sw.container_reason(str(tmp_path))
     # The swap role's own refusal on the same host (its check that touches nothing).
-    refusal, dummy = sw.Swapfile({"path": "/swapfile", "allow_in_container": False}, None, None, root=str(tmp_path)).host_blocker()
+    refusal, dummy = sw.host_blocker(str(tmp_path), allow_in_container=False)
     assert refusal.startswith("this looks like a container (%s)" % reason)
     result = memory(ram_total, container=reason, swappiness=1)
     assert swap_plan(result, site())["action"] == "refused"
