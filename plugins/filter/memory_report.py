@@ -33,6 +33,8 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memo
 LOW_SWAPPINESS = 11
 # Memory MemAvailable does not count, worth naming once it is this share of RAM.
 HIDDEN_MEMORY_SHARE = 0.05
+# /proc/swaps gives a swapfile's size less its header page (4 KiB, up to 64 KiB on some arm64 kernels).
+SWAP_HEADER_MAX = 64 * 1024
 # How many names a sentence lists before "...".
 NAMES_SHOWN = 8
 
@@ -84,7 +86,7 @@ def swap_plan(result, site=None):
     without site's inputs, grow when the host's swap is short of the rule),
     ``path``, ``size`` (bytes), ``reason`` (a refusal or an error) and ``swappiness`` (what it would set, or None)."""
     part = _part(site, "swap")
-    path = part.get("path") or "/swapfile"
+    path = part.get("path")
     plan = {"action": "none", "path": path, "size": None, "reason": None, "swappiness": None}
     if not part["enabled"]:
         plan["action"] = "off"
@@ -110,7 +112,7 @@ def swap_plan(result, site=None):
         return plan
     if area is None:
         plan["action"] = "add"
-    elif area["size"] != plan["size"]:
+    elif not 0 <= plan["size"] - area["size"] <= SWAP_HEADER_MAX:
         plan["action"] = "resize"
     swappiness, wanted = result["sysctl"].get("vm.swappiness"), part.get("swappiness")
     if wanted is not None and isinstance(swappiness, int) and swappiness != int(wanted):
