@@ -602,6 +602,9 @@ def memory_budget_table(plan_result):
             plan_result["sum_mb"], round(100.0 * plan_result["sum_mb"] / plan_result["total_memory_mb"]),
             more if plan_result["overcommitted"] else ""))
     lines.append(plan_result["history"]["text"])
+    if plan_result.get("suspected_leaks"):
+        lines.append("suspected leak: %s measured far above the table; sized from the table, so the new limit stops "
+                     "the leak (a restart or recreate frees the memory)" % ", ".join(plan_result["suspected_leaks"]))
     if plan_result.get("warning"):
         lines.append("WARNING: " + plan_result["warning"])
     return lines

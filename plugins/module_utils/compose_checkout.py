@@ -239,11 +239,13 @@ def write_peaks(path, peaks):
     A record of what the collection saw, like the alerts check's state: not a change an operator configured."""
     text = json.dumps(peaks, sort_keys=True, indent=4) + "\n"
     try:
-        if read_peaks(path) == peaks:
-            return False
+        same = read_peaks(path) == peaks
     except CheckoutError:
-        pass  # a damaged file is replaced by the history this plan was made with
+        same = False  # a damaged file is replaced by the history this plan was made with
     try:
+        if same:
+            os.chmod(path, 0o600)  # root's alone to read too: it tells what ran and when
+            return False
         private_directory(os.path.dirname(path), 0o755)
         host_program.write_atomic(path, text, 0o600)
     except (IOError, OSError, UnsafePathError) as exc:

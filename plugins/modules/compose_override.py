@@ -38,12 +38,11 @@ description:
   - With O(state=absent), every line the collection wrote is removed and the
     operator's part stays. The upgrade playbook lifts the limits this way while
     C(install.sh) runs its migrations.
-  - A service the override has no line of the operator's for is written as one
-    line, its keys in a flow mapping and the mark once at its end (C(web:
-    {mem_limit: 1920m, mem_reservation: 1024m, memswap_limit: 3840m}  #
-    sentry_selfhosted.memory)); the key-per-line layout of earlier releases is
-    converted to it. Inside an entry of the operator's own, each managed key is
-    a line of its own, as before.
+  - "A service the override has no line of the operator's for is written as one
+    line, its keys in a flow mapping and the mark once at its end (C(web: {mem_limit: 1920m,
+    mem_reservation: 1024m, memswap_limit: 3840m}  # sentry_selfhosted.memory)); the key-per-line layout of
+    earlier releases is converted to it. Inside an entry of the operator's own, each managed key is a line of
+    its own, as before."
   - Writes the key the service already uses, C(mem_limit) or
     C(deploy.resources.limits.memory), never both.
   - Before the file is replaced, C(docker compose config) validates the

@@ -344,3 +344,54 @@ def test_apply_on_podman_docker_fails_before_writing(checkout):
     assert not (checkout / "docker-compose.override.yml").exists()
     result = module_run(checkout, budget_plan(services, 16384), runner=podman, apply=False)
     assert result["changed"] and "podman-docker" in result["notes"][0]
+
+
+OPERATOR_PART = ("# the operator's own: kept byte for byte\n"
+                 "services:\n"
+                 "  web:\n"
+                 "    # our SMTP relay\n"
+                 "    environment:\n"
+                 "      SENTRY_MAIL_HOST: smtp.example.org\n")
+
+
+def test_an_override_of_the_key_per_line_layout_becomes_one_line_per_service_once(checkout, monkeypatch):
+    (checkout / "docker-compose.override.yml").write_text(OPERATOR_PART)
+    info = module_run(checkout)
+    plan = budget_plan(info["services"], 16384)
+    # The layout earlier releases wrote: every key a line of its own, each with the mark.
+    with monkeypatch.context() as patched:
+        patched.setattr(co.OverrideText, "set_service", lambda self, name, values: False)
+        old = module_run(checkout, plan, backup=False)
+    old_text = (checkout / "docker-compose.override.yml").read_text()
+    assert old["changed"] and old_text.count(co.MARK) > 3 * len(info["services"])
+    old_config = merged(checkout)
+
+    converted = module_run(checkout, plan, backup=False)
+    text = (checkout / "docker-compose.override.yml").read_text()
+    assert converted["changed"] and converted["changed_services"] == []
+    assert converted["changes"] == ["docker-compose.override.yml: one line per service, the limits as they were"]
+    assert merged(checkout) == old_config
+    # The operator's entry keeps its own lines, with ours inside it a key a line; every other service is one line.
+    assert text.startswith(OPERATOR_PART)
+    assert re.search(r"(?m)^    mem_limit: \d+m  %s$" % co.MARK, text)
+    ones = [line for line in text.splitlines() if re.match(r"^  [a-z0-9-]+: \{mem_limit: .*\}  %s$" % co.MARK, line)]
+    assert len(ones) == len(info["services"]) - 1 and text.count(co.MARK) == len(ones) + 3
+
+    again = module_run(checkout, plan, backup=False)
+    assert not again["changed"] and again["changes"] == []
+    assert (checkout / "docker-compose.override.yml").read_text() == text
+
+
+def test_changes_say_what_a_run_changes_and_would_recreate(checkout):
+    info = module_run(checkout)
+    plan = budget_plan(info["services"], 16384)
+    stand_in = EngineStandIn()
+    checked = module_run(checkout, plan, check_mode=True, apply=True, runner=stand_in)
+    count = len(info["services"])
+    assert checked["changes"] == ["docker-compose.override.yml: limits of %d services" % count,
+                                  "recreate %d services" % count, "reload nginx"]
+    assert not (checkout / "docker-compose.override.yml").exists()
+    written = module_run(checkout, plan, apply=False)
+    assert written["changes"] == ["docker-compose.override.yml: limits of %d services" % count]
+    lifted = module_run(checkout, state="absent")
+    assert lifted["changes"] == ["docker-compose.override.yml: the collection's lines removed"]

@@ -307,11 +307,10 @@ def test_check_diff_shows_the_whole_plan_inside_a_container_without_docker(ansib
     # compose_limits: the override's diff, an entry for every service of the active profile, and a plan that fits.
     assert "+++ after: %s/docker-compose.override.yml" % checkout in out
     assert "mem_limit" in out or "memory:" in out
-    assert re.search(r"compose_limits : Warn that a real run would stop here\] \**\nskipping: \[localhost\]", out)
     # What the host lacks for a real run is a warning here, and the plan goes on.
     if not os.path.isdir("/run/systemd/system"):
         assert "WARNING (check mode; a real run stops here): systemd is not running on this host" in out
-    planned = set(re.findall(r"^\+  ([a-z0-9-]+):  # sentry_selfhosted\.memory$", out, re.M))
+    planned = set(re.findall(r"^\+  ([a-z0-9-]+):(?: \{.*\})?  # sentry_selfhosted\.memory$", out, re.M))
     assert planned == set(checkouts.active_services(str(checkout))), planned
     # relay_health: the Relay keys, and the restart it would do without asking Docker.
     assert "+++ after: %s/relay/config.yml" % checkout in out

@@ -137,7 +137,7 @@ def test_check_mode_shows_the_plan_and_changes_nothing(tmp_path, ansible_env, ch
 
 def test_upgrade_with_a_git_ref_then_nothing_to_do(tmp_path, ansible_env, checkout):
     limits_for(checkout)
-    assert "  worker:  %s" % MARK in (checkout / OVERRIDE).read_text()
+    assert "\n  worker: {mem_limit: " in (checkout / OVERRIDE).read_text()
     rc, data = play(tmp_path, ansible_env, checkout)
     assert rc == 0, data
     assert git(checkout, "describe", "--tags").strip() == "26.8.0"
@@ -146,7 +146,7 @@ def test_upgrade_with_a_git_ref_then_nothing_to_do(tmp_path, ansible_env, checko
     assert (checkout / ".override-seen-by-install").read_text() == OPERATOR
     text = (checkout / OVERRIDE).read_text()
     assert OPERATOR.splitlines() == [line for line in text.splitlines() if MARK not in line]
-    assert "worker:" not in text.replace("taskworker", "") and "  relay:  %s" % MARK in text
+    assert "worker:" not in text.replace("taskworker", "") and "\n  relay: {mem_limit: " in text
     assert compose_ok(checkout)
     stats = data["global_custom_stats"]["sentry_upgrade"]["localhost"]
     assert stats["release_from"] == "24.8.0" and stats["release_to"] == "26.8.0"

@@ -4,13 +4,18 @@
 The reader against the real Compose CLI is in tests/integration/test_compose_cli.py.
 """
 
+import json
+import os
+
 import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import (
     Checkout,
     CheckoutError,
     limit_key,
+    read_peaks,
     workers,
+    write_peaks,
 )
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import SentryCompose, detect_engine
 
@@ -65,3 +70,41 @@ def test_rootless_seen_from_a_user_socket_without_a_system_one(tmp_path):
     (tmp_path / "run" / "user" / "1000" / "docker.sock").write_text("")
     engine = detect_engine("/usr/bin/docker", lambda argv: (0, "Docker version 28.2.2", ""), environ={}, root=str(tmp_path))
     assert engine["rootless"] and not engine["supported"]
+
+
+PEAKS = {"version": 1, "since": 1765000000, "services": {"web": {"mb": 1200, "at": 1765000000}}}
+
+
+def test_the_peaks_of_use_are_kept_root_alone_and_read_back(tmp_path):
+    path = tmp_path / "state" / "use-peaks.json"
+    assert read_peaks(str(path)) is None
+    assert write_peaks(str(path), PEAKS) is True
+    assert read_peaks(str(path)) == PEAKS
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and oct(path.parent.stat().st_mode & 0o777) == "0o755"
+    mtime = path.stat().st_mtime_ns
+    os.chmod(str(path), 0o644)
+    # The same history: not rewritten, only made root's alone to read again.
+    assert write_peaks(str(path), PEAKS) is False
+    assert path.stat().st_mtime_ns == mtime and oct(path.stat().st_mode & 0o777) == "0o600"
+    grown = dict(PEAKS, services={"web": {"mb": 1300, "at": 1765086400}})
+    assert write_peaks(str(path), grown) is True and read_peaks(str(path)) == grown
+
+
+@pytest.mark.parametrize("forge, message", [
+    ("symlink", "is a symlink"),
+    ("group-writable", "is writable by others (mode 0664)"),
+    ("directory", "is not a regular file"),
+    ("not-json", "cannot be read as JSON"),
+])
+def test_a_history_of_peaks_that_cannot_be_trusted_or_read_is_refused_naming_the_variable(tmp_path, forge, message):
+    path = tmp_path / "use-peaks.json"
+    if forge == "symlink":
+        (tmp_path / "elsewhere.json").write_text(json.dumps(PEAKS))
+        path.symlink_to(tmp_path / "elsewhere.json")
+    elif forge == "directory":
+        path.mkdir()
+    else:
+        path.write_text(json.dumps(PEAKS) if forge == "group-writable" else "{not json")
+        os.chmod(str(path), 0o664 if forge == "group-writable" else 0o600)
+    with pytest.raises(CheckoutError, match=r"use-peaks.json \(sentry_selfhosted_peaks_file\) .*%s" % message.replace("(", r"\(").replace(")", r"\)")):
+        read_peaks(str(path))

@@ -461,3 +461,38 @@ def test_a_symlinked_config_is_edited_through_the_link_keeping_owner_and_mode(tm
     info = os.stat(str(real))
     assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o777)) == (4321, 4321, "0o640")
     assert sorted(p.name for p in real.parent.iterdir()) == ["relay-config.yml"]
+
+
+def test_a_new_file_is_shown_against_the_example_it_is_made_from(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"), config=None)
+    example = os.path.join(checkout, "relay", "config.example.yml")
+    result = run_module(tmp_path, module_args(checkout), check=True, diff=True)
+    assert result["created"] is True and result["diff"]["before"] == read(example)
+    assert result["diff"]["before_header"] == "%s (relay/config.yml is made from it)" % example
+    assert result["diff"]["after_header"] == os.path.join(checkout, "relay", "config.yml")
+    assert result["changes"] == ["relay/config.yml (made from config.example.yml): " + ", ".join(
+        "%s %s" % (key, result["settings"][key]) for key in result["changed_keys"])]
+    assert not os.path.exists(os.path.join(checkout, "relay", "config.yml"))
+
+
+def test_a_change_records_the_pending_restart_until_the_restart_clears_it(tmp_path):
+    checkout = make_checkout(str(tmp_path / "sentry"))
+    record = tmp_path / "state" / "relay-restart-pending.json"
+    args = module_args(checkout, restart_record=str(record))
+
+    checked = run_module(tmp_path, args, check=True)
+    assert checked["restart_pending"] is True and not record.parent.exists()
+
+    first = run_module(tmp_path, args)
+    assert first["changed"] and first["restart_pending"] and first["changes"][0].startswith("relay/config.yml: ")
+    assert json.loads(record.read_text()) == {"project_dir": checkout, "changed_keys": first["changed_keys"]}
+    assert oct(record.stat().st_mode & 0o777) == "0o644" and oct(record.parent.stat().st_mode & 0o777) == "0o755"
+
+    # Nothing to write, but the restart of the earlier run is still owed.
+    second = run_module(tmp_path, args)
+    assert second["changed"] is False and second["restart_pending"] is True and second["changes"] == []
+
+    record.unlink()
+    third = run_module(tmp_path, args)
+    assert third["changed"] is False and third["restart_pending"] is False
+    assert run_module(tmp_path, module_args(checkout))["restart_pending"] is False

@@ -164,3 +164,27 @@ def test_lock_held_by_another_restart(checkout, docker, tmp_path):
     assert done.kind == "fail"
     assert "another restart holds" in done.result["msg"]
     assert docker.calls == []
+
+
+@pytest.mark.parametrize("fail, check, kept", [
+    (None, False, False),          # restarted and ready: the record goes
+    ("restart", False, True),      # the engine refused: tried again next run
+    ("healthcheck/ready", False, True),
+    (None, True, True),            # check mode changes nothing
+])
+def test_the_pending_restart_record_goes_only_with_a_restart_that_succeeded(checkout, docker, tmp_path, fail, check, kept):
+    record = tmp_path / "state" / "relay-restart-pending.json"
+    record.parent.mkdir()
+    record.write_text("{}\n")
+    docker.fail = fail
+    done = run_module({"project_dir": str(checkout), "timeout": 1, "clear_record": str(record), "_ansible_check_mode": check})
+    assert done.kind == ("fail" if fail else "exit")
+    assert record.exists() is kept
+
+
+def test_a_stack_down_on_purpose_needs_no_pending_restart(checkout, docker, tmp_path):
+    record = tmp_path / "relay-restart-pending.json"
+    record.write_text("{}\n")
+    docker.running = []
+    done = run_module({"project_dir": str(checkout), "clear_record": str(record)})
+    assert done.kind == "exit" and done.result["stood_aside"] and not record.exists()
