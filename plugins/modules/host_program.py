@@ -341,22 +341,22 @@ class HostProgram:
             shared = [os.path.join(lay.libexec, name) for name in MODULE_UTILS + ("__pycache__",)]
             self.removals += [path for path in shared if os.path.lexists(path)]
         self.diffs = [{"before_header": "%s (installed files)" % self.name, "after_header": "%s (installed files)" % self.name,
-                       "before": "".join("%s present\n" % path for path in self.removals),
-                       "after": "".join("%s absent\n" % path for path in self.removals)}]
+                       "before": "".join("%s present\n" % path for path in self.removals), "after": ""}]
 
     # --- reporting --------------------------------------------------------------------------------------------
     def listing_diff(self, entries):
+        """One line a managed path: mode and checksum before and after. What is missing has no line before, what
+        goes none after, so a first install reads as its new files alone."""
         before, after = [], []
         for entry in entries:
             now = describe_existing(entry.path)
             if entry.kind == "secret" and now:
                 now = "%s (secret)" % entry.path if entry not in self.writes else "%s (secret, other)" % entry.path
-            before.append(now or "%s absent" % entry.path)
+            if now:
+                before.append(now)
             after.append(entry.describe())
         # Only the path of what goes: a secret's checksum is not shown either.
         before += ["%s present" % path for path in self.removals]
-        after += ["%s absent" % path for path in self.removals]
-        before += ["%s/ absent" % path for path, dummy, dummy2 in self.make_dirs if not os.path.isdir(path)]
         after += ["%s/ directory %04o" % (path, mode) for path, mode, dummy in self.make_dirs if not os.path.isdir(path)]
         header = "%s (installed files)" % self.name
         return [{"before_header": header, "after_header": header,
