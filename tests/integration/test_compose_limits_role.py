@@ -77,7 +77,7 @@ def test_check_mode_on_a_fresh_checkout_writes_nothing(tmp_path, ansible_env, ch
 
 
 @pytest.mark.parametrize("role_vars, message", [
-    (dict(compose_limits_ratio=1.5), "compose_limits_ratio must be in (0, 1)"),
+    (dict(compose_limits_ratio=1.5), "compose_limits_ratio=1.5 is not in (0, 1)"),
     (dict(compose_limits_overrides={"worker": 512}), "overrides name services the checkout does not run: worker"),
     (dict(compose_limits_total_memory_mb=4096), "This host has 4096 MiB of RAM, below the 14000 MB (13352 MiB) upstream's installer"),
     (dict(compose_limits_total_memory_mb=4096), "but this host keeps 3379 MiB below Relay's threshold"),
