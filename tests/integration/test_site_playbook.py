@@ -92,16 +92,6 @@ def test_summary_lists_each_parts_changes_from_its_fact(ansible_env, checkout):
     assert summary["changes"] == {"swap": ["swapfile /swapfile: 0 B -> 8.0 GiB"], "relay_health": ["health.max_memory_percent"]}
 
 
-def role_sets(role, fact):
-    tasks = os.path.join(REPO, "roles", role, "tasks")
-    return any(fact in open(os.path.join(tasks, name), encoding="utf-8").read() for name in os.listdir(tasks))
-
-
-RELAY_HEALTH_SETS_ITS_FACT = role_sets("relay_health", "relay_health_changes")
-
-
-@pytest.mark.xfail(not RELAY_HEALTH_SETS_ITS_FACT, strict=True,
-                   reason="the relay_health role does not set relay_health_changes yet (another change adds it)")
 def test_summary_lists_what_relay_health_would_change_then_did_then_nothing(ansible_env, checkout):
     switches = [s for s in ROLES_OFF if not s.startswith("site_relay_health")] + ["relay_health_apply=false"]
     config = checkout / "relay" / "config.yml"
@@ -180,6 +170,20 @@ def test_a_mistake_stops_site_in_its_first_play_naming_the_variable(ansible_env,
     assert "sentry_memory_site" not in data.get("global_custom_stats", {})
     assert digest_tree(checkout, fstab) == before
     assert sorted(os.listdir(str(tmp_path))) == ["fstab", "sentry"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (tests/run installs systemd)")
+def test_a_calendar_systemd_refuses_stops_site_before_anything_changes(ansible_env, checkout):
+    """The timers' calendars are checked in the first play, not when the timers are installed after swap, the
+    limits and Relay's thresholds have changed things. "--help" is an expression, not an option."""
+    calendars = {"memory_alerts_on_calendar": "every tuesday", "restart_timer_on_calendar": "--help"}
+    data = run_failing(ansible_env, "-e", "sentry_selfhosted_dir=%s" % checkout, "-e", "site_containers=false",
+                       "--check", "-e", json.dumps(calendars))
+    assert data["stats"]["localhost"]["changed"] == 0
+    messages = stop_message(data)
+    refused = " is not a systemd calendar expression (systemd-analyze calendar refuses it)"
+    assert "memory_alerts_on_calendar='every tuesday'" + refused in messages, messages
+    assert "restart_timer_on_calendar='--help'" + refused in messages, messages
 
 
 def test_several_mistakes_give_one_sentence_each(ansible_env, checkout):
