@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_playbook
 
-HANDLER = "Restart relay, reload nginx and wait until Relay answers ready"
+HANDLER = "Relay_health restart relay"
 LOCK = "/run/sentry-selfhosted-memory/restart.lock"
 
 
