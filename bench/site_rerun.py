@@ -4,7 +4,8 @@
 
 Each host is a systemd box (podman, the image of hacking/systemd-image) prepared as the molecule scenario `site`
 prepares its box (the 25.9.0 checkout when ../shared is beside the project, the real Compose CLI, the docker
-stand-in), converged once with molecule/site/converge.yml (swap included), then re-run:
+stand-in), converged once with molecule/site_fleet/converge.yml (site without swap: swap areas are the host
+kernel's, shared by the boxes), then re-run:
 - timed, at default verbosity, ``--runs`` times (the median is printed);
 - once more at -vvv, to count per host the tasks that ran, the tasks that ran a module on the host, and the
   connection calls (the podman connection's RUN and PUT lines).
@@ -34,7 +35,8 @@ sys.path.insert(0, HERE)
 import site_fleet  # noqa: E402 pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(HERE)
-CONVERGE = os.path.join(REPO, "molecule", "site", "converge.yml")
+# site without swap, as the fleet scenario runs it: swap areas are the host kernel's, shared by every box.
+CONVERGE = site_fleet.CONVERGE
 # The release before: measured on this kind of machine over the podman connection (issue 27's figures).
 BEFORE = {"seconds_1": 90.0, "tasks": 108, "module_tasks": 45, "connection_calls": 507, "ratio_3": 1.9}
 
