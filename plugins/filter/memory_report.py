@@ -73,14 +73,6 @@ def _part(site, name):
     return part
 
 
-def swap_size(size_option, ram_total):
-    """The swapfile's size for swap_file_size, read as the swapfile module reads it: "auto" (or none given) is the
-    collection's one sizing rule, anything else a size as util-linux reads it."""
-    if size_option is None or str(size_option).strip().lower() == "auto":
-        return recommended_swap_bytes(ram_total)
-    return sw.parse_size(size_option)
-
-
 def swap_plan(result, site=None):
     """What the swap role would do here: a dict with ``action`` (none, add, resize, remove, refused, off, error;
     without site's inputs, grow when the host's swap is short of the rule),
@@ -106,7 +98,7 @@ def swap_plan(result, site=None):
         plan["action"] = "remove" if area else "none"
         return plan
     try:
-        plan["size"] = swap_size(part.get("size"), result["ram"]["total"])
+        plan["size"] = sw.wanted_size(part.get("size"), result["ram"]["total"])
     except sw.SwapfileError as exc:
         plan.update(action="error", reason="swap_file_size: %s" % exc.msg)
         return plan

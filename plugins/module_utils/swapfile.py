@@ -136,6 +136,15 @@ def check_size(size, page_size, original=None):
     return size
 
 
+def wanted_size(size_option, ram_total):
+    """The swapfile's size for the swap role's swap_file_size: "auto" (or none given) is the collection's one sizing
+    rule for ``ram_total`` bytes of RAM, anything else a size as util-linux reads it. The swapfile module and the
+    audit's advice both read it here."""
+    if size_option is None or str(size_option).strip().lower() == "auto":
+        return hm.recommended_swap_bytes(ram_total)
+    return parse_size(size_option)
+
+
 human = hm.human_bytes
 
 

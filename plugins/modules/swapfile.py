@@ -323,10 +323,9 @@ class SwapfileModule:
             if params["size"] is None:
                 self.module.fail_json(msg="size is required with state=present")
             original = params["size"]
-            if str(original).strip().lower() == "auto":
-                params["size"] = hm.recommended_swap_bytes(hm.read_meminfo()["MemTotal"])
-            else:
-                params["size"] = sw.check_size(sw.parse_size(original), os.sysconf("SC_PAGE_SIZE"), original)
+            wanted = sw.wanted_size(original, hm.read_meminfo()["MemTotal"])
+            params["size"] = wanted if str(original).strip().lower() == "auto" else sw.check_size(
+                wanted, os.sysconf("SC_PAGE_SIZE"), original)
         params["min_free_disk"] = sw.parse_size(params["min_free_disk"]) if params["min_free_disk"] not in (0, "0") else 0
         if params["priority"] is not None and not -1 <= params["priority"] <= 32767:
             raise sw.SwapfileError("priority must be between -1 and 32767, got %d" % params["priority"])
