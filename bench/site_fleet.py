@@ -27,6 +27,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "localhost/bookworm-systemd:latest"
+# The same image with OpenSSH's server, for measuring over SSH as a fleet is reached (derived once, see ensure_ssh_image).
+SSH_IMAGE = "localhost/bookworm-systemd-ssh:latest"
 PREPARE = os.path.join(REPO, "molecule", "site", "prepare.yml")
 CONVERGE = os.path.join(REPO, "molecule", "site_fleet", "converge.yml")
 SYSTEMD_IMAGE = os.path.join(REPO, "hacking", "systemd-image")
@@ -40,13 +42,27 @@ def ensure_image():
                          "debootstrap (apt-get install podman runc debootstrap):\n" + proc.stderr)
 
 
-def podman(*args):
-    return subprocess.run(["podman"] + list(args), check=True, capture_output=True, text=True).stdout
+def podman(*args, **kwargs):
+    return subprocess.run(["podman"] + list(args), check=True, capture_output=True, text=True, **kwargs).stdout
 
 
-def start(names):
+def ensure_ssh_image():
+    """Derive SSH_IMAGE from IMAGE once: OpenSSH's server installed with apt in a box (Debian's mirror is reachable)."""
+    if subprocess.run(["podman", "image", "exists", SSH_IMAGE], check=False).returncode == 0:
+        return
+    name = "bench-ssh-image-%d" % os.getpid()
+    start([name])
+    try:
+        podman("exec", "-e", "DEBIAN_FRONTEND=noninteractive", name, "sh", "-c",
+               "apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server && apt-get clean")
+        podman("commit", "--change", 'CMD ["/sbin/init"]', name, SSH_IMAGE)
+    finally:
+        remove([name])
+
+
+def start(names, image=IMAGE):
     for name in names:
-        podman("run", "-d", "--name", name, "--hostname", name, "--systemd", "always", IMAGE, "/sbin/init")
+        podman("run", "-d", "--name", name, "--hostname", name, "--systemd", "always", image, "/sbin/init")
 
 
 def remove(names):
@@ -54,10 +70,26 @@ def remove(names):
         subprocess.run(["podman", "rm", "-f", "-t", "0", name], check=False, capture_output=True)
 
 
-def inventory(names, directory):
+def ssh_host(name, directory):
+    """Inventory variables reaching box ``name`` over SSH as root, with a key of ``directory`` put in the box."""
+    key = os.path.join(directory, "id_ed25519")
+    if not os.path.exists(key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    with open(key + ".pub", encoding="utf-8") as handle:
+        podman("exec", "-i", name, "sh", "-c", "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys",
+               input=handle.read())
+    address = podman("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
+    return {"ansible_host": address, "ansible_user": "root", "ansible_ssh_private_key_file": key,
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}
+
+
+def inventory(names, directory, connection="podman"):
+    """An inventory of the boxes over the podman connection, or over SSH (Ansible's own ssh connection)."""
     path = os.path.join(directory, "inventory.json")
-    hosts = {name: {"ansible_connection": "containers.podman.podman",
-                    "ansible_python_interpreter": "/usr/bin/python3"} for name in names}
+    hosts = {}
+    for name in names:
+        hosts[name] = ssh_host(name, directory) if connection == "ssh" else {"ansible_connection": "containers.podman.podman"}
+        hosts[name]["ansible_python_interpreter"] = "/usr/bin/python3"
     with open(path, "w", encoding="utf-8") as handle:
         json.dump({"all": {"hosts": hosts}}, handle)
     return path

@@ -8,7 +8,7 @@ stand-in), converged once with molecule/site_fleet/converge.yml (site without sw
 kernel's, shared by the boxes), then re-run:
 - timed, at default verbosity, ``--runs`` times (the median is printed);
 - once more at -vvv, to count per host the tasks that ran, the tasks that ran a module on the host, and the
-  connection calls (the podman connection's RUN and PUT lines).
+  connection calls (the podman connection's RUN and PUT lines; over SSH, each ssh or sftp run).
 Every re-run must report changed=0.
 
 With ``--baseline REF`` the same is measured for the collection as it was at git REF (built from `git archive`
@@ -18,6 +18,7 @@ about 507 connection calls; 3 hosts 1.9x one host).
 
     . hacking/env && python bench/site_rerun.py                    # 1 and 3 hosts
     python bench/site_rerun.py --runs 3 --baseline e1f5334
+    python bench/site_rerun.py --connection ssh                    # sshd in each box (image derived once)
 """
 
 import argparse
@@ -58,7 +59,7 @@ def recap_changed(stdout):
 
 def count_calls(stdout, hosts):
     """Per host: tasks that ran (not skipped), tasks that ran a module on the host (shipped an AnsiballZ_ file),
-    and connection calls (the podman connection's RUN and PUT lines)."""
+    and connection calls (the podman connection's RUN and PUT lines; over SSH, each ssh or sftp run)."""
     ran, with_module = set(), set()
     block = 0
     for line in stdout.splitlines():
@@ -71,16 +72,20 @@ def count_calls(stdout, hosts):
         shipped = re.match(r"^<([^>]+)> PUT .*AnsiballZ_\w+\.py", line)
         if shipped:
             with_module.add((block, shipped.group(1)))
-    calls = len(re.findall(r"(?m)^<[^>]+> (?:RUN|PUT) ", stdout))
+    calls = len(re.findall(r"(?m)^<[^>]+> (?:RUN|SSH: EXEC) ", stdout))
+    if "SSH: EXEC" not in stdout:
+        # The podman connection copies a file through the container's mount, a call of its own; over SSH a PUT
+        # is an sftp run, counted above.
+        calls += len(re.findall(r"(?m)^<[^>]+> PUT ", stdout))
     return {"tasks": len(ran) / hosts, "module_tasks": len(with_module) / hosts, "connection_calls": calls / hosts}
 
 
-def measure(count, runs, env, tag):
+def measure(count, runs, env, tag, connection):
     names = ["bench-rerun-%s-%d" % (tag, index) for index in range(1, count + 1)]
     directory = tempfile.mkdtemp(prefix="bench-site-rerun-")
     try:
-        site_fleet.start(names)
-        inventory = site_fleet.inventory(names, directory)
+        site_fleet.start(names, site_fleet.SSH_IMAGE if connection == "ssh" else site_fleet.IMAGE)
+        inventory = site_fleet.inventory(names, directory, connection)
         base = ["ansible-playbook", "-i", inventory]
         run(base + [site_fleet.PREPARE], env)
         dummy, converge_out = run(base + [CONVERGE], env)
@@ -123,21 +128,29 @@ def main():
     parser.add_argument("--hosts", type=int, default=3, help="the fleet size (default 3)")
     parser.add_argument("--runs", type=int, default=1, help="timed re-runs per fleet (default 1; the median)")
     parser.add_argument("--baseline", help="a git ref to measure the same way, for the ratios")
+    parser.add_argument("--connection", choices=("podman", "ssh"), default="podman",
+                        help="how Ansible reaches the boxes: the podman connection (default) or SSH (sshd in each box, "
+                             "Ansible's ssh connection with its defaults: ControlPersist on, pipelining as configured)")
     args = parser.parse_args()
     if not os.environ.get("DOCKER_CONFIG"):
         raise SystemExit("source hacking/env first (it provides the Compose CLI plugin under DOCKER_CONFIG)")
     site_fleet.ensure_image()
+    if args.connection == "ssh":
+        site_fleet.ensure_ssh_image()
     env = dict(os.environ, ANSIBLE_FORKS=str(max(5, args.hosts)), ANSIBLE_HOST_KEY_CHECKING="0")
     tag = str(os.getpid())
-    now = {1: measure(1, args.runs, env, tag + "-a"), args.hosts: measure(args.hosts, args.runs, env, tag + "-b")}
+    now = {1: measure(1, args.runs, env, tag + "-a", args.connection),
+           args.hosts: measure(args.hosts, args.runs, env, tag + "-b", args.connection)}
     if args.baseline:
         benv = baseline_env(args.baseline, env)
-        then = {1: measure(1, args.runs, benv, tag + "-c"), args.hosts: measure(args.hosts, args.runs, benv, tag + "-d")}
+        then = {1: measure(1, args.runs, benv, tag + "-c", args.connection),
+                args.hosts: measure(args.hosts, args.runs, benv, tag + "-d", args.connection)}
         before = dict(then[1], seconds_1=then[1]["seconds"], ratio_3=then[args.hosts]["seconds"] / then[1]["seconds"])
         label = args.baseline
     else:
         before, label = BEFORE, "the release before (recorded)"
-    print("site playbook, no-change re-run, %d CPUs, podman connection" % os.cpu_count())
+    print("site playbook, no-change re-run, %d CPUs, %s connection%s" % (
+        os.cpu_count(), args.connection, ", pipelining" if env.get("ANSIBLE_PIPELINING", "").lower() in ("1", "true", "yes") else ""))
     print("%-6s %10s %8s %14s %18s" % ("hosts", "seconds", "tasks", "module tasks", "connection calls"))
     for hosts in sorted(now):
         fig = now[hosts]

@@ -410,3 +410,65 @@ def test_a_host_whose_limits_are_refused_still_gets_relays_thresholds_and_the_ru
     assert last["failed"] is True and last["msg"] == "No limits on this host: " + summary["limits_refused"]
     # A refused plan is not a fault: nothing is rescued, and only the last task fails.
     assert data["stats"]["localhost"]["rescued"] == 0 and data["stats"]["localhost"]["failures"] == 1
+
+
+def fleet(tmp_path, host_vars=None, count=3):
+    """An inventory of ``count`` hosts on this machine (the local connection), each with its own copy of the
+    checkout fixture; ``host_vars`` maps a host name to its own variables."""
+    hosts = {}
+    for index in range(1, count + 1):
+        name = "h%d" % index
+        path = tmp_path / name
+        shutil.copytree(FIXTURE, str(path))
+        hosts[name] = dict({"ansible_connection": "local", "sentry_selfhosted_dir": str(path)}, **(host_vars or {}).get(name, {}))
+    inventory = tmp_path / "fleet.json"
+    inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
+    return str(inventory)
+
+
+FLEET_SWITCHES = ["-e", "site_swap=false", "-e", "site_memory_alerts=false", "-e", "site_restart_timer=false",
+                  "-e", "site_containers=false", "-e", "site_serial=1", "-e", "compose_limits_total_memory_mb=16384",
+                  "-e", "compose_limits_use_measured=false", "-e", "compose_limits_apply=false",
+                  "-e", "relay_health_backup=false"]
+
+
+def run_fleet(ansible_env, inventory, *extra):
+    argv = [tool("ansible-playbook"), "-i", inventory, "sentry_selfhosted.memory.site"] + FLEET_SWITCHES + list(extra)
+    proc = subprocess.run(argv, env=ansible_env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+WRITE_PLAY = "Limits written and Relay's thresholds set (recreate and restart services, a few hosts at a time)"
+
+
+def test_a_fleet_that_restarts_nothing_writes_in_one_batch_and_a_rerun_skips_the_write(ansible_env, tmp_path):
+    """site_serial=1 would make three batches of the write play: with nothing to recreate or restart (both parts'
+    apply off) every host writes at once; a re-run previews, finds nothing to write, and skips the write."""
+    inventory = fleet(tmp_path)
+    data = run_fleet(ansible_env, inventory, "-e", "relay_health_apply=false")
+    assert [p["play"]["name"] for p in data["plays"]].count(WRITE_PLAY) == 1
+    assert all(data["stats"][h]["changed"] > 0 for h in ("h1", "h2", "h3")), data["stats"]
+    for host in ("h1", "h2", "h3"):
+        assert "max_memory_percent: 0.95" in (tmp_path / host / "relay" / "config.yml").read_text()
+        assert (tmp_path / host / "docker-compose.override.yml").exists()
+
+    data = run_fleet(ansible_env, inventory, "-e", "relay_health_apply=false")
+    assert [p["play"]["name"] for p in data["plays"]].count(WRITE_PLAY) == 1
+    assert all(data["stats"][h]["changed"] == 0 for h in ("h1", "h2", "h3")), data["stats"]
+    write = [t for p in data["plays"] for t in p["tasks"]
+             if t["task"]["name"].endswith("Write the limits into docker-compose.override.yml, recreate what changed, keep the peaks of use")]
+    assert write and all(result.get("skipped") for result in write[0]["hosts"].values()), write
+
+
+def test_only_a_host_that_would_restart_relay_joins_the_roll_out_group(ansible_env, tmp_path):
+    """relay_health's check in the first play says whether relay would restart: h1 (apply on, its file to write)
+    joins site_restarts, the others (apply off) do not. In check mode the write play is one batch all the same."""
+    inventory = fleet(tmp_path, host_vars={"h1": {"relay_health_apply": True}, "h2": {"relay_health_apply": False},
+                                           "h3": {"relay_health_apply": False}})
+    data = run_fleet(ansible_env, inventory, "--check")
+    grouped = [t for p in data["plays"] for t in p["tasks"]
+               if t["task"]["name"] == "Group the hosts that would recreate or restart a service (site_restarts)"][0]
+    assert not grouped["hosts"]["h1"].get("skipped"), grouped["hosts"]["h1"]
+    assert grouped["hosts"]["h2"].get("skipped") and grouped["hosts"]["h3"].get("skipped"), grouped["hosts"]
+    assert [p["play"]["name"] for p in data["plays"]].count(WRITE_PLAY) == 1
