@@ -2,17 +2,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one set of checkouts the tests and benchmarks use, and the one reader of their compose files.
 
-The project's own fixtures are always here; real self-hosted releases lie in
+The project's own fixtures are always here (tests/fixtures: the molecule
+scenarios copy the same ones); real self-hosted releases lie in
 ../shared/upstream beside development checkouts only, and tests that use them
 are skipped where that folder is absent. tests/conftest.py puts this folder on
 sys.path; a benchmark or stand-alone script imports conftest first.
 """
 
 import os
+import re
 
 import yaml
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import checkout_env
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
@@ -20,8 +23,8 @@ UPSTREAM = os.path.join(os.path.dirname(REPO), "shared", "upstream", "self-hoste
 # The project's two checkouts: the current layout (12 services) and 24.8's (worker, cron).
 FIXTURE = os.path.join(FIXTURES, "checkout")
 FIXTURE_24 = os.path.join(FIXTURES, "checkout-24.8")
-# SENTRY_TASKWORKER_CONCURRENCY and LAUNCHPAD_TASKWORKER_CONCURRENCY default to 4 in upstream's .env.
-DEFAULT_WORKERS = 4
+# Relay's config fixtures, operators' own files among them (tests/fixtures/relay/README.md).
+RELAY_CONFIGS = os.path.join(FIXTURES, "relay")
 
 
 def _version(tag):
@@ -46,11 +49,47 @@ def compose_services(path):
         return yaml.safe_load(handle)["services"]
 
 
+# $$, $NAME, ${NAME}, ${NAME:-default} and ${NAME-default}, as Compose interpolates them.
+_VARIABLE = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\})")
+
+
+def _interpolate(value, env):
+    """``value`` (a string, list or mapping from a compose file) with the checkout's variables filled in."""
+    if isinstance(value, dict):
+        return dict((key, _interpolate(item, env)) for key, item in value.items())
+    if isinstance(value, list):
+        return [_interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match):
+        dollar, plain, braced, operator, default = match.groups()
+        if dollar:
+            return "$"
+        name = plain or braced
+        if name in env and not (operator == ":-" and env[name] == ""):
+            return env[name]
+        return (default or "") if operator else ""
+    return _VARIABLE.sub(one, value)
+
+
 def service_profiles(path):
-    """Every service of a checkout with its profiles and workers, as the compose_services module returns them."""
+    """Every service of a checkout with its profiles and workers, as the compose_services module returns them.
+
+    Workers are the collection's own reading (compose_checkout.workers) of the
+    command and environment with the checkout's .env filled in, as Compose does.
+    """
+    env = checkout_env(path)
     return [{"name": name, "profiles": list(spec.get("profiles") or []),
-             "workers": DEFAULT_WORKERS if name in ("taskworker", "launchpad-taskworker") else None}
+             "workers": workers(_interpolate({"command": spec.get("command"), "environment": _mapping(spec.get("environment"))}, env))}
             for name, spec in compose_services(path).items()]
+
+
+def _mapping(environment):
+    """A service's environment as `docker compose config` gives it: a mapping, also where the file has a list."""
+    if isinstance(environment, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in environment)
+    return environment or {}
 
 
 def active_services(path, profiles=None):
@@ -58,6 +97,14 @@ def active_services(path, profiles=None):
     if profiles is None:
         profiles = set(filter(None, checkout_env(path).get("COMPOSE_PROFILES", "").split(",")))
     return [s["name"] for s in service_profiles(path) if not s["profiles"] or set(s["profiles"]) & set(profiles)]
+
+
+def minimal_checkout(path, relay_release="24.8.0"):
+    """The smallest directory the collection takes for a self-hosted checkout, at ``path`` (made); returns ``path``."""
+    (path / "relay").mkdir(parents=True)
+    (path / "docker-compose.yml").write_text("services: {}\n")
+    (path / ".env").write_text("RELAY_IMAGE=getsentry/relay:%s\n" % relay_release)
+    return path
 
 
 # --- a busy host ----------------------------------------------------------------

@@ -1,8 +1,23 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Stand-ins the unit tests share: a clock that moves only when slept, a module's exits as an exception, and the
-smallest self-hosted checkout the collection accepts."""
+"""The test doubles the unit and integration tests share, each at one boundary.
+
+- Clock: the wall clock and sleep (time.time, time.sleep) of code that waits;
+  real waits would take the minutes a probe loop allows.
+- ModuleExit, raise_module_exits: AnsibleModule.exit_json and fail_json, which
+  end the process; a test runs a module's main() in-process instead.
+- docker_cli: the `docker` CLI, that is the Docker engine behind it, which
+  cannot run here; the program is tests/stand-ins/docker_cli.py, the one
+  docker CLI stand-in, which the molecule scenarios install in their boxes too.
+
+Checkouts are not doubles: they come from tests/checkouts.py.
+"""
+
+import os
+import sys
 
 from ansible.module_utils import basic
+
+DOCKER_CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stand-ins", "docker_cli.py")
 
 
 class Clock:
@@ -39,9 +54,14 @@ def raise_module_exits(monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
-def minimal_checkout(path, relay_release="24.8.0"):
-    """The smallest directory the collection takes for a self-hosted checkout, at ``path`` (made); returns ``path``."""
-    (path / "relay").mkdir(parents=True)
-    (path / "docker-compose.yml").write_text("services: {}\n")
-    (path / ".env").write_text("RELAY_IMAGE=getsentry/relay:%s\n" % relay_release)
+def docker_cli(bin_dir):
+    """An executable ``docker`` in ``bin_dir`` (made) running the docker CLI stand-in; returns its path.
+
+    The stand-in answers from and records into DOCKER_STANDIN_DIR, which the caller sets.
+    """
+    os.makedirs(str(bin_dir), exist_ok=True)
+    path = os.path.join(str(bin_dir), "docker")
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\nexec %s %s "$@"\n' % (sys.executable, DOCKER_CLI))
+    os.chmod(path, 0o755)
     return path

@@ -2,9 +2,9 @@
 """The relay_health role on localhost with a temporary checkout: a restart that
 fails is recorded and done on the next run.
 
-There is no Docker engine here: the docker CLI is the recording stand-in of the
-restart_timer tests (molecule/restart_timer/files/docker-standin.py), the one
-test double, at the engine's boundary. A file `fail` in its directory makes the
+There is no Docker engine here: the docker CLI is the recording stand-in
+(tests/stand-ins/docker_cli.py, through fakes.docker_cli), the one test
+double, at the engine's boundary. A file `fail` in its directory makes the
 calls containing its text fail, as a stopped engine would.
 """
 
@@ -13,16 +13,15 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 
 import pytest
 
 import checkouts
+import fakes
 from conftest import REPO, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 FIXTURE = checkouts.FIXTURE
-STANDIN = os.path.join(REPO, "molecule", "restart_timer", "files", "docker-standin.py")
 
 
 @pytest.fixture
@@ -39,10 +38,7 @@ def docker(tmp_path):
     directory.mkdir()
     (directory / "running").write_text("nginx\nrelay\nweb\n")
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "docker"
-    wrapper.write_text('#!/bin/sh\nexec %s %s "$@"\n' % (sys.executable, STANDIN))
-    wrapper.chmod(0o755)
+    fakes.docker_cli(bin_dir)
     return directory, bin_dir
 
 

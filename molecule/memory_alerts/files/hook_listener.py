@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A webhook receiver on loopback for the scenario: appends each POST body as one JSON line."""
+"""A webhook receiver on loopback for the scenario: appends each POST body as one JSON line.
+
+Boundary: the operator's webhook endpoint (a chat or paging service), which the
+test boxes cannot reach; the alerts check posts to this one as it would to that.
+"""
 
 import http.server
 import json

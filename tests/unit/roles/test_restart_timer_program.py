@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The restart program the restart_timer role installs: decisions, rate limit, stand-aside, and a whole run.
 
-Whole runs call the recording docker stand-in of the molecule scenario
-(molecule/restart_timer/files/docker-standin.py): there is no Docker engine
-here, and that CLI is the boundary the program talks to.
+Whole runs call the recording docker CLI stand-in (tests/stand-ins/docker_cli.py,
+through fakes.docker_cli) on the project's 24.8-shaped checkout (checkouts.FIXTURE_24):
+there is no Docker engine here, and that CLI is the boundary the program talks to.
 """
 
 import importlib
@@ -14,8 +14,10 @@ import sys
 
 import pytest
 
+import checkouts
+import fakes
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
-FILES = os.path.join(REPO, "molecule", "restart_timer", "files")
 # As on the host: the program beside copies of the collection's module_utils.
 sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
 sys.path.insert(0, os.path.join(REPO, "roles", "restart_timer", "files"))
@@ -114,7 +116,7 @@ def under_systemd(monkeypatch):
 @pytest.fixture
 def host(tmp_path, monkeypatch):
     checkout = tmp_path / "sentry"
-    shutil.copytree(os.path.join(FILES, "checkout"), str(checkout))
+    shutil.copytree(checkouts.FIXTURE_24, str(checkout))
     standin = tmp_path / "standin"
     standin.mkdir()
     (standin / "config.json").write_text(json.dumps(CONFIG_24))
@@ -122,9 +124,7 @@ def host(tmp_path, monkeypatch):
     (standin / "containers.json").write_text(json.dumps([{
         "Id": "relay1", "Name": "/sentry-self-hosted-relay-1", "State": {"Pid": 4242},
         "Config": {"Labels": {"com.docker.compose.service": "relay"}}, "HostConfig": {"Memory": 0}}]))
-    docker = tmp_path / "docker"
-    docker.write_text("#!/bin/sh\nexec %s %s \"$@\"\n" % (sys.executable, os.path.join(FILES, "docker-standin.py")))
-    docker.chmod(0o755)
+    docker = fakes.docker_cli(tmp_path)
     monkeypatch.setenv("DOCKER_STANDIN_DIR", str(standin))
     root = tmp_path / "root"
     root.mkdir()
@@ -288,13 +288,14 @@ def test_unhealthy_mode_threshold_in_the_configuration_still_wins(host, capsys):
 def test_latin1_bytes_in_env_files_and_relay_config_do_not_stop_the_program(host, capsys):
     host_tree(host.root, relay_anon=int(3.6 * GIB), limit=4 * GIB)
     checkout = host.dir / "sentry"
-    (checkout / ".env").write_bytes((checkout / ".env").read_bytes() + b"# caf\xe9 au lait\n")
+    env = (checkout / ".env").read_bytes()
+    (checkout / ".env").write_bytes(env + b"# caf\xe9 au lait\n")
     (checkout / ".env.custom").write_bytes(b"SENTRY_MAIL_HOST=m\xfcnchen.example\n")
     (checkout / "relay" / "config.yml").write_bytes(b"# Relay f\xfcr Sentry\nhealth:\n  max_memory_percent: 0.95\n")
     assert host.run(modes=["memory"], memory_threshold=0.85) == 0
     out = capsys.readouterr().out
     assert compose_actions(host.calls())[0] == "compose restart relay"
-    assert "%s line 5 is not UTF-8" % (checkout / ".env") in out
+    assert "%s line %d is not UTF-8" % (checkout / ".env", len(env.splitlines()) + 1) in out
     assert "%s line 1 is not UTF-8" % (checkout / ".env.custom") in out
     assert "Traceback" not in out
 

@@ -10,6 +10,9 @@ after the options (upstream's command for the service, kept so that the
 collection reads what it reads in a real checkout, such as --concurrency)
 are ignored. SIGHUP makes it read --figures again and hold the new figure
 (the busy-host test moves the whole stack from one level of use to the next).
+
+Boundary: one of Sentry's containers, not the docker CLI (the docker stage runs a real Docker
+engine); a stand-in because Sentry's images cannot be pulled here (no registry). See tests/docker/README.md.
 """
 
 import argparse

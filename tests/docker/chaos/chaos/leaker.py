@@ -5,6 +5,9 @@ Every tenth of a second it keeps another chunk of rate/10 MiB written byte by
 byte (resident, not zero pages), with a seeded jitter of +-20% around the rate,
 like the slow leak of the original report. It stops growing at --max-mb and
 then holds what it has. Restarted (after an OOM kill) it leaks again from zero.
+
+Boundary: one of Sentry's containers, not the docker CLI (the docker stage runs a real Docker
+engine); a stand-in because Sentry's images cannot be pulled here (no registry). See tests/docker/README.md.
 """
 
 import argparse

@@ -14,6 +14,9 @@ The figures and the verdict come from the collection's host_memory.py (its
 one parser of cgroup files and of Relay's rule), mounted beside this file.
 It counts what it accepted and rejected (GET /stats), and holds relay's usual
 figure of the scenario (hold.py) as the other stand-ins do. Standard library only.
+
+Boundary: one of Sentry's containers, not the docker CLI (the docker stage runs a real Docker
+engine); a stand-in because Sentry's images cannot be pulled here (no registry). See tests/docker/README.md.
 """
 
 import argparse

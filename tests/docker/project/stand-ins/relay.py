@@ -4,6 +4,9 @@
 /api/relay/healthcheck/ready/ answers 503 while /state/relay-unhealthy exists
 (as Relay does when its memory probe fails) and 200 otherwise; live always
 answers 200. Each start is appended to /state/relay.log.
+
+Boundary: one of Sentry's containers, not the docker CLI (the docker stage runs a real Docker
+engine); a stand-in because Sentry's images cannot be pulled here (no registry). See tests/docker/README.md.
 """
 
 import http.server

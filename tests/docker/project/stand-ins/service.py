@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""An ordinary self-hosted service: holds some anonymous memory, maybe serves HTTP, stops on SIGTERM."""
+"""An ordinary self-hosted service: holds some anonymous memory, maybe serves HTTP, stops on SIGTERM.
+
+Boundary: one of Sentry's containers, not the docker CLI (the docker stage runs a real Docker
+engine); a stand-in because Sentry's images cannot be pulled here (no registry). See tests/docker/README.md.
+"""
 
 import argparse
 import http.server

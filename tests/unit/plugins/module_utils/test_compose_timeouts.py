@@ -15,7 +15,8 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import se
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import Checkout, CheckoutError
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK
 
-from fakes import Clock, minimal_checkout
+from checkouts import minimal_checkout
+from fakes import Clock
 
 # Far beyond the 1 s limit the tests set: a call that waits it out is caught by the elapsed-time assertions.
 HANG = 10

@@ -8,7 +8,8 @@ import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
 
-from fakes import Clock, minimal_checkout
+from checkouts import minimal_checkout
+from fakes import Clock
 
 CONFIG_24 = {"services": {"nginx": {"depends_on": {"relay": {"condition": "service_started", "required": True}}},
                           "relay": {}, "web": {}}}

@@ -901,7 +901,7 @@ def write_relay_config(checkout, text):
 
 
 def test_relays_figure_and_threshold_come_from_the_checkout(tmp_path, host):
-    from fakes import minimal_checkout
+    from checkouts import minimal_checkout
     checkout = minimal_checkout(tmp_path / "sentry")
     write_relay_config(checkout, "health:\n  max_memory_percent: 0.9\n")
     result = manager(tmp_path, host, relay_threshold=None, project_dir=str(checkout)).present()
@@ -917,7 +917,7 @@ def test_relays_figure_and_threshold_come_from_the_checkout(tmp_path, host):
 
 
 def test_a_threshold_outside_the_range_in_the_checkout_is_refused(tmp_path, host):
-    from fakes import minimal_checkout
+    from checkouts import minimal_checkout
     checkout = minimal_checkout(tmp_path / "sentry")
     write_relay_config(checkout, "health:\n  max_memory_percent: 95\n")
     with pytest.raises(sw.SwapfileError, match=r"Relay's threshold 95.0 \(from .*config.yml\) is outside \(0, 1\]"):

@@ -18,7 +18,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import compose_override, compose_services, memory_info, relay_restart
 
-from fakes import ModuleExit, minimal_checkout, raise_module_exits
+from checkouts import minimal_checkout
+from fakes import ModuleExit, raise_module_exits
 
 HANG = 10
 

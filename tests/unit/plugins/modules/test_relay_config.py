@@ -22,11 +22,10 @@ import yaml
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import relay_config as rc
 
-from checkouts import UPSTREAM
+from checkouts import RELAY_CONFIGS as FIXTURES, UPSTREAM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-FIXTURES = os.path.join(REPO, "tests", "unit", "fixtures", "relay")
 MODULE = os.path.join(REPO, "plugins", "modules", "relay_config.py")
 COLLECTIONS_TREE = os.path.join(REPO, ".cache", "pytest-collections")
 

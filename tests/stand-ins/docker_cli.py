@@ -1,23 +1,30 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A recording stand-in for the `docker` CLI: the one test double of the restart_timer tests.
+"""The one stand-in for the `docker` CLI, recording every call: used by every molecule scenario and test that needs one.
 
-There is no Docker engine inside the systemd test containers (nor in unit
-tests), so this program takes the docker CLI's place at that boundary. It
-appends every call to calls.jsonl in its directory (DOCKER_STANDIN_DIR,
-default /etc/docker-standin) and answers from files there:
+Boundary: the docker CLI the collection calls (sentry_selfhosted_docker), that
+is the Docker engine behind it. Why a stand-in: no Docker engine can run
+inside the systemd test boxes (podman containers) nor in unit and integration
+tests, and Sentry's images cannot be pulled here. The real engine is used by
+the docker stage only (tests/docker, with stand-ins for Sentry's containers
+instead: a different boundary, see tests/docker/README.md).
 
-  compose version --short         2.40.3
+It appends every call to calls.jsonl in its directory (DOCKER_STANDIN_DIR,
+default /etc/docker-standin) as {"argv": [...], "command": "compose up -d ..."}
+(the words without compose's global options) and answers from files there:
+
+  --version                         Docker version 28.5.1, build stand-in
+  compose version --short           2.40.3
   compose ... config --format json  config.json (real `docker compose config` output of the fixture)
   compose ... ps --status running --services  the lines of running
-  ps -q ... / inspect IDS          containers.json (docker inspect's shape)
-  anything else                    succeeds with no output
+  ps -q ... / inspect IDS           containers.json (docker inspect's shape)
+  anything else                     succeeds with no output (compose up, restart, exec, ...)
 
 A call whose words contain the text of the file `fail` exits 1, so tests can
 make a restart or the readiness probe fail. When the file real-cli there names
-a real docker CLI with the Compose v2 plugin, every `compose config` and
-`compose version` call is handed to it instead (the site scenarios: one docker
-CLI for every role, the merged override still validated by the real Compose).
+a real docker CLI with the Compose v2 plugin, the calls that need no engine
+(--version, compose version, compose config) are handed to it instead, so
+that what the collection renders is validated by the real Compose.
 """
 
 import json
@@ -48,6 +55,10 @@ def command_words(argv):
     return words
 
 
+def needs_no_engine(words):
+    return words[:1] == ["--version"] or (words[:1] == ["compose"] and words[1:2] in (["config"], ["version"]))
+
+
 def main(argv):
     words = command_words(argv)
     with open(os.path.join(HERE, "calls.jsonl"), "a") as handle:
@@ -57,16 +68,18 @@ def main(argv):
         sys.stderr.write("docker stand-in: failing %r as asked\n" % " ".join(words))
         return 1
     real = read("real-cli").strip()
-    if real and words[:1] == ["compose"] and words[1:2] in (["config"], ["version"]):
+    if real and needs_no_engine(words):
         os.execv(real, [real] + argv)
     containers = json.loads(read("containers.json", "[]"))
-    if words[:3] == ["compose", "version", "--short"]:
+    if words[:1] == ["--version"]:
+        print("Docker version 28.5.1, build stand-in")
+    elif words[:3] == ["compose", "version", "--short"]:
         print("2.40.3")
     elif words[:2] == ["compose", "config"]:
         sys.stdout.write(read("config.json", "{}"))
     elif words[:2] == ["compose", "ps"] and "--services" in words:
         sys.stdout.write(read("running"))
-    elif words[:1] == ["ps"]:
+    elif words[:1] == ["ps"] and containers:
         print("\n".join(c["Id"] for c in containers))
     elif words[:1] == ["inspect"]:
         print(json.dumps([c for c in containers if c["Id"] in words[1:]]))
