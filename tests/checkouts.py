@@ -12,7 +12,7 @@ import os
 
 import yaml
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import checkout_env
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import checkout_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")

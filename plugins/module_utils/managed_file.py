@@ -22,7 +22,11 @@ import os
 import stat
 import time
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
+try:
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
+except ImportError:
+    # A host program: the module_utils lie beside it (sentry_checkout reads the override through this file).
+    from host_program import replace_file  # pylint: disable=import-error
 
 
 class ManagedFileError(OSError):
