@@ -26,11 +26,12 @@ import os
 import re
 import stat
 
-try:
+# Imported as part of the collection (modules, filters), the collection's own module_utils; imported by its file name
+# (a host program), the copies beside it, which the host_program module ships with it.
+if __name__.startswith("ansible_collections."):
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import write_atomic
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import UnsafePathError, private_directory
-except ImportError:
-    # A host program: the module_utils lie beside it, imported by their file names.
+else:
     from host_program import write_atomic  # pylint: disable=import-error
     from sentry_compose import UnsafePathError, private_directory  # pylint: disable=import-error
 
@@ -519,13 +520,13 @@ def read_peaks(path):
                else "writable by others (mode %04o)" % stat.S_IMODE(info.st_mode) if info.st_mode & 0o022 else None)
     if problem:
         raise PeaksFileError("%s (%s) is %s: the plan is not made from a file another user controls. Remove it (or make it "
-                            "root's, mode 0600) and run again; nothing was changed." % (path, PEAKS_VARIABLE, problem))
+                             "root's, mode 0600) and run again; nothing was changed." % (path, PEAKS_VARIABLE, problem))
     try:
         with open(path, "rb") as handle:
             return json.loads(handle.read().decode("utf-8"))
     except (IOError, OSError, ValueError) as exc:
         raise PeaksFileError("%s (%s) cannot be read as JSON (%s); compose_limits_forget_peaks starts the history afresh; "
-                            "nothing was changed." % (path, PEAKS_VARIABLE, exc))
+                             "nothing was changed." % (path, PEAKS_VARIABLE, exc))
 
 
 def write_peaks(path, peaks):

@@ -25,39 +25,22 @@ import re
 import tempfile
 from contextlib import contextmanager
 
-try:
+# Imported as part of the collection (modules, filters), the collection's own module_utils; imported by its file name
+# (a host program), the copies beside it, which the host_program module ships with it.
+if __name__.startswith("ansible_collections."):
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile, ManagedFileError
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import OverrideText
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import (
-        COMPOSE_FILE,
-        ENV_FILES,
-        OVERRIDE_FILE,
-        ComposeAnswerError,
-        ComposeError,
-        ComposeTimeout,
-        SentryCompose,
-        detect_engine,
-    )
-except ImportError:
-    # A host program: the module_utils lie beside it, imported by their file names.
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program as hp
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import managed_file as mf
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import override_text as ot
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
+else:
     import host_memory as hm  # pylint: disable=import-error
-    import host_program  # pylint: disable=import-error
-    from managed_file import ManagedFile, ManagedFileError  # pylint: disable=import-error
-    from override_text import OverrideText  # pylint: disable=import-error
-    from sentry_compose import (  # pylint: disable=import-error
-        COMPOSE_FILE,
-        ENV_FILES,
-        OVERRIDE_FILE,
-        ComposeAnswerError,
-        ComposeError,
-        ComposeTimeout,
-        SentryCompose,
-        detect_engine,
-    )
+    import host_program as hp  # pylint: disable=import-error
+    import managed_file as mf  # pylint: disable=import-error
+    import override_text as ot  # pylint: disable=import-error
+    import sentry_compose as sc  # pylint: disable=import-error
 
-# Where a checkout is when nothing names one (sentry_selfhosted_dir, the modules' project_dir): install.sh's docs' place.
+# Where the checkout is when nothing names one: sentry_selfhosted_dir's default, and the modules' project_dir's.
 DEFAULT_PROJECT_DIR = "/opt/sentry"
 # Relay's health.max_memory_percent when relay/config.yml sets none: the collection's one copy of Relay's default.
 DEFAULT_RELAY_THRESHOLD = 0.95
@@ -68,7 +51,7 @@ RELAY_CONFIG = os.path.join("relay", "config.yml")
 
 def is_selfhosted_checkout(project_dir):
     """A checkout has its compose file, .env and relay folder."""
-    return all(os.path.exists(os.path.join(project_dir, name)) for name in (COMPOSE_FILE, ENV_FILES[0], "relay"))
+    return all(os.path.exists(os.path.join(project_dir, name)) for name in (sc.COMPOSE_FILE, sc.ENV_FILES[0], "relay"))
 
 
 # --- Relay's view ----------------------------------------------------------
@@ -190,7 +173,7 @@ def read_env_file(path, notes=None):
 def checkout_env(project_dir, notes=None):
     """The checkout's environment as compose sees it: .env.custom wins over .env."""
     values = {}
-    for name in ENV_FILES:
+    for name in sc.ENV_FILES:
         values.update(read_env_file(os.path.join(project_dir, name), notes))
     return values
 
@@ -434,7 +417,7 @@ def _inspect_field(item, path, kind, default=_REQUIRED):
     if default is not _REQUIRED:
         return default
     raise hm.MemoryReadError("docker inspect of container %s: %s is %.60s, not %s"
-                          % (item["Id"][:12], ".".join(path), json.dumps(value), _KIND_NAMES[kind]))
+                             % (item["Id"][:12], ".".join(path), json.dumps(value), _KIND_NAMES[kind]))
 
 
 def _process_id(value):
@@ -485,10 +468,6 @@ def container_memory(containers, mode, root="/"):
 
 # --- the merged config, through Compose ------------------------------------
 
-# Docker failing, not the checkout: reading it another way (without the collection's lines) cannot help.
-DOCKER_FAULTS = (ComposeTimeout, ComposeAnswerError)
-
-
 def module_compose(module, docker, run=None):
     """The SentryCompose a module calls Docker through, on its project_dir with its docker_timeout.
 
@@ -499,7 +478,7 @@ def module_compose(module, docker, run=None):
     seconds = module.params["docker_timeout"]
     if seconds < 1:
         module.fail_json(msg="docker_timeout must be at least 1 second, got %s" % seconds)
-    return SentryCompose(module.params["project_dir"], run or host_program.run_command, docker, timeout=seconds)
+    return sc.SentryCompose(module.params["project_dir"], run or hp.run_command, docker, timeout=seconds)
 
 
 class CheckoutError(Exception):
@@ -546,7 +525,7 @@ class Checkout(object):
     def __init__(self, compose, tmpdir=None):
         self.compose = compose
         self.project_dir = compose.project_dir
-        self.override = ManagedFile(os.path.join(self.project_dir, OVERRIDE_FILE))
+        self.override = mf.ManagedFile(os.path.join(self.project_dir, sc.OVERRIDE_FILE))
         self.tmpdir = tmpdir
         self.notes = []
 
@@ -557,7 +536,7 @@ class Checkout(object):
         try:
             with os.fdopen(handle, "w") as out:
                 out.write(text)
-            yield [os.path.join(self.project_dir, COMPOSE_FILE), candidate]
+            yield [os.path.join(self.project_dir, sc.COMPOSE_FILE), candidate]
         finally:
             os.unlink(candidate)
 
@@ -569,24 +548,24 @@ class Checkout(object):
         dropped by the next write (returned as stale); the operator's are an
         error naming them. Returns (stale, managed) service names.
         """
-        entries = OverrideText(self.override.read()).service_entries()
+        entries = ot.OverrideText(self.override.read()).service_entries()
         managed = [e["name"] for e in entries if e["managed"]]
         if not entries:
             return [], managed
         try:
             defined = set(self.compose.call("--profile", "*", "config", "--services",
-                                            files=[os.path.join(self.project_dir, COMPOSE_FILE)]).split())
-        except DOCKER_FAULTS:
+                                            files=[os.path.join(self.project_dir, sc.COMPOSE_FILE)]).split())
+        except sc.DOCKER_FAULTS:
             raise
-        except ComposeError as exc:
-            raise CheckoutError("docker compose cannot read the checkout's own %s: %s" % (COMPOSE_FILE, exc))
+        except sc.ComposeError as exc:
+            raise CheckoutError("docker compose cannot read the checkout's own %s: %s" % (sc.COMPOSE_FILE, exc))
         stale = [e for e in entries if e["name"] not in defined and not e["complete"]]
         operator = [e for e in stale if not e["ours"]]
         if operator:
             raise CheckoutError(
                 "%s names services that %s no longer defines: %s. These entries are your own (not written by "
                 "sentry_selfhosted.memory): remove them, or give them an image; nothing was changed."
-                % (self.override.path, COMPOSE_FILE, ", ".join("%s (line %d)" % (e["name"], e["line"]) for e in operator)),
+                % (self.override.path, sc.COMPOSE_FILE, ", ".join("%s (line %d)" % (e["name"], e["line"]) for e in operator)),
                 operator_stale_services=[e["name"] for e in operator], managed_services=managed)
         if stale:
             self.notes.append("the collection's lines for %s go at the next write: the checkout no longer defines %s"
@@ -602,11 +581,11 @@ class Checkout(object):
         """
         try:
             return self.compose.config(), self.compose.services()
-        except DOCKER_FAULTS:
+        except sc.DOCKER_FAULTS:
             raise
-        except ComposeError as exc:
+        except sc.ComposeError as exc:
             first = exc
-        doc = OverrideText(self.override.read())
+        doc = ot.OverrideText(self.override.read())
         before = doc.text()
         doc.drop_stale()
         if doc.text() == before:
@@ -614,7 +593,7 @@ class Checkout(object):
         try:
             with self.with_override(doc.text()) as files:
                 config, services = self.compose.config(files=files), self.compose.services(files=files)
-        except ComposeError:
+        except sc.ComposeError:
             raise CheckoutError("docker compose cannot read the checkout with its override, even without the collection's lines: %s" % first)
         self.notes.append("the override did not work with this checkout (%s); it was read without the collection's own lines, "
                           "which the next write replaces" % first)
@@ -631,18 +610,18 @@ class Checkout(object):
         """
         try:
             return self._read()
-        except DOCKER_FAULTS + (ManagedFileError,) as exc:
+        except sc.DOCKER_FAULTS + (mf.ManagedFileError,) as exc:
             raise CheckoutError(str(exc))
 
     def _read(self):
         if not is_selfhosted_checkout(self.project_dir):
-            raise CheckoutError("%s is not a self-hosted Sentry checkout (it needs %s, .env and relay/)" % (self.project_dir, COMPOSE_FILE))
+            raise CheckoutError("%s is not a self-hosted Sentry checkout (it needs %s, .env and relay/)" % (self.project_dir, sc.COMPOSE_FILE))
         try:
             version = self.compose.version()
-        except ComposeError as exc:
+        except sc.ComposeError as exc:
             raise CheckoutError(str(exc))
         stale, managed = self.hygiene()
-        engine = detect_engine(self.compose.docker, self.compose.run_docker)
+        engine = sc.detect_engine(self.compose.docker, self.compose.run_docker)
         if engine["note"]:
             self.notes.append(engine["note"])
         config, services = self.merged()

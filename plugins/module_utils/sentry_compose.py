@@ -54,6 +54,10 @@ class ComposeAnswerError(ComposeError):
     """A compose command ended well but its answer is not what it always prints (truncated, not JSON, wrong shape)."""
 
 
+# Docker failing, not the checkout: reading it another way (without the collection's lines) cannot help.
+DOCKER_FAULTS = (ComposeTimeout, ComposeAnswerError)
+
+
 def valid_service_name(name):
     return bool(SERVICE_NAME.match(name or ""))
 

@@ -206,7 +206,6 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_f
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import (
     DEFAULT_PROJECT_DIR,
-    DOCKER_FAULTS,
     Checkout,
     CheckoutError,
     deploy_memory,
@@ -214,7 +213,7 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_ch
     module_compose,
     service_config,
 )
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, OVERRIDE_FILE, ComposeError
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_FAULTS, DOCKER_TIMEOUT, OVERRIDE_FILE, ComposeError
 
 
 def _plan_problems(plan):
