@@ -8,10 +8,10 @@ This is the collection's one parser of /proc and of cgroup memory files, with
 the host's processes, the swap sizing rule and the history of peaks of use (its
 merge and its file). What a self-hosted checkout holds (its Relay release and
 threshold, its compose project and containers) is sentry_checkout's. Standard
-library only, so the same file serves the modules (through Ansible's
-module_utils) and the small programs the roles install on hosts (copied
-beside them), and every path is read below ``root`` so tests can point it at a
-fixture tree.
+library only (with host_program and sentry_compose, for the peaks file), so the
+same file serves the modules (through Ansible's module_utils) and the small
+programs the roles install on hosts (copied beside them), and every path is
+read below ``root`` so tests can point it at a fixture tree.
 
 All sizes are integers of bytes.
 """

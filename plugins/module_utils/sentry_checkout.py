@@ -54,7 +54,7 @@ def is_selfhosted_checkout(project_dir):
     return all(os.path.exists(os.path.join(project_dir, name)) for name in (sc.COMPOSE_FILE, sc.ENV_FILES[0], "relay"))
 
 
-# --- Relay's view ----------------------------------------------------------
+# --- the checkout's files, its Relay release, and how that release measures --
 
 def parse_version(text):
     """"24.8.0" -> (24, 8, 0); anything that is not a release -> None."""

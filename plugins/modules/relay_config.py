@@ -540,7 +540,7 @@ class RelayConfig:
         self.module = module
         self.params = module.params
         self.project_dir = self.params["project_dir"]
-        self.path = os.path.join(self.project_dir, "relay", "config.yml")
+        self.path = os.path.join(self.project_dir, ck.RELAY_CONFIG)
         self.example = os.path.join(self.project_dir, "relay", "config.example.yml")
 
     def fail(self, msg):
