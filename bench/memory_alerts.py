@@ -151,7 +151,8 @@ def part_two(runs):
     if not ids:
         print("Part 2: not measured (the engine runs no container)")
         return
-    from host_memory import cgroup_mode, container_memory  # pylint: disable=import-error
+    from host_memory import cgroup_mode  # pylint: disable=import-error
+    from sentry_checkout import container_memory  # pylint: disable=import-error
 
     def ours():
         start = time.perf_counter()

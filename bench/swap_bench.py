@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 importlib.import_module("conftest")
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import swapfile as sw  # noqa: E402
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import DEFAULT_RELAY_THRESHOLD  # noqa: E402
 
 ROLE_PLAYBOOK = """---
 - name: Swap role
@@ -120,7 +121,7 @@ def module_step(path, size, directory):
     params = {
         "path": path, "size": size, "state": "present", "priority": None, "fstab": True,
         "fstab_path": os.path.join(directory, "fstab"), "create_method": "auto", "min_free_disk": 1024 ** 3,
-        "force": False, "relay_threshold": 0.95, "swapoff_timeout": 600, "allow_in_container": True,
+        "force": False, "relay_threshold": DEFAULT_RELAY_THRESHOLD, "swapoff_timeout": 600, "allow_in_container": True,
     }
     started = time.monotonic()
     result = sw.Swapfile(params, run, bin_path).present()

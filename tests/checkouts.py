@@ -14,8 +14,7 @@ import re
 
 import yaml
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import checkout_env
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import workers
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import checkout_env, workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")

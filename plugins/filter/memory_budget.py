@@ -22,6 +22,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import DEFAULT_RELAY_THRESHOLD
 
 
 def _r(usual, min, max, weight, swap, per_worker=0):  # pylint: disable=redefined-builtin
@@ -296,7 +297,7 @@ class Planner:
     """The plan for one host; see DOCUMENTATION."""
 
     def __init__(self, services, total_memory_mb, reserve_mb=512, profiles=None, table=None, overrides=None, measured=None,
-                 remembered_peaks=None, relay_threshold=0.95, strict=False, ratio=0.75, now=None):
+                 remembered_peaks=None, relay_threshold=DEFAULT_RELAY_THRESHOLD, strict=False, ratio=0.75, now=None):
         try:
             self.total, self.reserve = int(total_memory_mb), int(reserve_mb)
             self.ratio, self.threshold = float(ratio), float(relay_threshold)

@@ -22,7 +22,12 @@ import os
 import stat
 import time
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
+# Imported by its file name beside a host program (sentry_checkout reads the override through this file), the copy
+# of host_program beside it.
+if __name__.startswith("ansible_collections."):
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
+else:
+    from host_program import replace_file  # pylint: disable=import-error
 
 
 class ManagedFileError(OSError):

@@ -20,6 +20,8 @@ import re
 
 COMPOSE_FILE = "docker-compose.yml"
 OVERRIDE_FILE = "docker-compose.override.yml"
+# A checkout's env files, in the order Compose reads them (a later file wins): install.sh's order.
+ENV_FILES = (".env", ".env.custom")
 # Compose service names: what `docker compose` itself accepts.
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
 
@@ -52,13 +54,12 @@ class ComposeAnswerError(ComposeError):
     """A compose command ended well but its answer is not what it always prints (truncated, not JSON, wrong shape)."""
 
 
+# Docker failing, not the checkout: reading it another way (without the collection's lines) cannot help.
+DOCKER_FAULTS = (ComposeTimeout, ComposeAnswerError)
+
+
 def valid_service_name(name):
     return bool(SERVICE_NAME.match(name or ""))
-
-
-def is_selfhosted_checkout(project_dir):
-    """A checkout has its compose file, .env and relay folder."""
-    return all(os.path.exists(os.path.join(project_dir, name)) for name in (COMPOSE_FILE, ".env", "relay"))
 
 
 class SentryCompose:
@@ -87,7 +88,7 @@ class SentryCompose:
     def run_docker(self, argv, recreates=False):
         """Run any docker argv with its time limit: (rc, stdout, stderr), or ComposeTimeout.
 
-        The ``run`` modules hand host_memory.list_compose_containers and detect_engine.
+        The ``run`` modules hand sentry_checkout.list_compose_containers and detect_engine.
         """
         limit = self.time_limit(recreates)
         if limit is None:
@@ -98,8 +99,7 @@ class SentryCompose:
         return rc, out, err
 
     def env_files(self):
-        names = [".env", ".env.custom"]
-        return [os.path.join(self.project_dir, n) for n in names if os.path.exists(os.path.join(self.project_dir, n))]
+        return [os.path.join(self.project_dir, n) for n in ENV_FILES if os.path.exists(os.path.join(self.project_dir, n))]
 
     def argv(self, *args, **kwargs):
         """The full argv of a compose call; ``files`` replaces the default file pair."""
@@ -361,7 +361,7 @@ class RestartLock:
 class RelayRestart:
     """Restart services of a checkout, put nginx back in touch with Relay, wait for readiness.
 
-    ``release`` is Relay's release tuple (host_memory.relay_release) or None.
+    ``release`` is Relay's release tuple (sentry_checkout.relay_release) or None.
     ``log`` receives one line per step. Services that are not running are
     left alone: ``docker compose restart`` would start them, and a stopped
     service was stopped by someone.

@@ -32,6 +32,7 @@ import struct
 import time
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
 
@@ -433,7 +434,7 @@ def resolve_threshold(params):
     """Relay's threshold: the option, else the checkout's relay/config.yml, else Relay's default."""
     if params.get("relay_threshold") is not None:
         return params["relay_threshold"]
-    threshold, source = hm.relay_config_threshold(params.get("project_dir") or "/opt/sentry")
+    threshold, source = ck.relay_config_threshold(params.get("project_dir") or ck.DEFAULT_PROJECT_DIR)
     if not 0 < threshold <= 1:
         raise SwapfileError("Relay's threshold %s (from %s) is outside (0, 1]; set relay_threshold" % (threshold, source))
     return threshold
@@ -1083,7 +1084,7 @@ class Swapfile:
         """Relay's figure from the host's figures (the role lists no container), or None without a checkout given."""
         if not self.params.get("project_dir"):
             return None
-        return hm.relay_figure(self.params["project_dir"], self.root, threshold=self.threshold, meminfo=meminfo,
+        return ck.relay_figure(self.params["project_dir"], self.root, threshold=self.threshold, meminfo=meminfo,
                                containers=[])["relay"]
 
 

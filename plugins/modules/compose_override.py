@@ -201,20 +201,19 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import (
-    DOCKER_FAULTS,
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB, PeaksFileError, write_peaks
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFileError
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import (
+    DEFAULT_PROJECT_DIR,
     Checkout,
     CheckoutError,
     deploy_memory,
     limit_key,
     module_compose,
     service_config,
-    write_peaks,
 )
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFileError
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, OVERRIDE_FILE, ComposeError
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_FAULTS, DOCKER_TIMEOUT, OVERRIDE_FILE, ComposeError
 
 
 def _plan_problems(plan):
@@ -509,7 +508,7 @@ class ComposeOverride:
         if self.params.get("peaks_file") and plan.get("peaks") is not None and not self.module.check_mode:
             try:
                 write_peaks(self.params["peaks_file"], plan["peaks"])
-            except CheckoutError as exc:
+            except PeaksFileError as exc:
                 self.fail(str(exc))
 
     def with_changes(self, result):
@@ -568,7 +567,7 @@ def _pruned(value):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            project_dir=dict(type="path", default="/opt/sentry"),
+            project_dir=dict(type="path", default=DEFAULT_PROJECT_DIR),
             plan=dict(type="dict"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             backup=dict(type="bool", default=True),

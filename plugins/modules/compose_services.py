@@ -120,14 +120,15 @@ notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import Checkout, CheckoutError, module_compose, read_peaks
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import PeaksFileError, read_peaks
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import DEFAULT_PROJECT_DIR, Checkout, CheckoutError, module_compose
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            project_dir=dict(type="path", default="/opt/sentry"),
+            project_dir=dict(type="path", default=DEFAULT_PROJECT_DIR),
             peaks_file=dict(type="path"),
             docker=dict(type="str", default="docker"),
             docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
@@ -140,6 +141,8 @@ def main():
         # The history first: a file another user controls stops the run before Docker is asked anything.
         peaks = read_peaks(module.params["peaks_file"]) if module.params["peaks_file"] else None
         facts, dummy = checkout.read()
+    except PeaksFileError as exc:
+        module.fail_json(msg=str(exc))
     except CheckoutError as exc:
         module.fail_json(msg=str(exc), notes=checkout.notes, **exc.details)
     module.exit_json(changed=False, peaks=peaks, **facts)

@@ -233,7 +233,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import module_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.swapfile import container_reason
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, ComposeTimeout
 
@@ -260,10 +260,10 @@ class MemoryInfo:
         docker = self.module.get_bin_path(self.params["docker"], required=self.params["containers"] is True)
         if docker is None:
             return []
-        project = hm.compose_project_name(hm.checkout_env(self.params["project_dir"], []), self.params["compose_project"])
-        compose = module_compose(self.module, docker, self.run)
+        project = ck.compose_project_name(ck.checkout_env(self.params["project_dir"], []), self.params["compose_project"])
+        compose = ck.module_compose(self.module, docker, self.run)
         try:
-            found = hm.list_compose_containers(compose.run_docker, project, docker)
+            found = ck.list_compose_containers(compose.run_docker, project, docker)
         except (ComposeTimeout, hm.MemoryReadError) as exc:
             # A host short of memory is where dockerd answers slowly: the audit still reports the host's figures
             # then, with a note, unless the containers were asked for.
@@ -277,7 +277,7 @@ class MemoryInfo:
                 self.module.fail_json(
                     msg=message + "; check compose_project (COMPOSE_PROJECT_NAME in the checkout's .env)")
             self.notes.append(message)
-        hm.container_memory(found, mode, self.root)
+        ck.container_memory(found, mode, self.root)
         found.sort(key=lambda c: c.get("use", 0), reverse=True)
         return found
 
@@ -287,7 +287,7 @@ class MemoryInfo:
         mode = hm.cgroup_mode(self.root)
         containers = self.containers(mode)
         try:
-            figure = hm.relay_figure(self.params["project_dir"], self.root, threshold=self.params["relay_threshold"],
+            figure = ck.relay_figure(self.params["project_dir"], self.root, threshold=self.params["relay_threshold"],
                                      max_bytes=self.params["relay_max_memory_bytes"], meminfo=meminfo,
                                      containers=containers)
         except hm.MemoryReadError as exc:
@@ -323,7 +323,7 @@ def main():
         argument_spec=dict(
             relay_threshold=dict(type="float"),
             relay_max_memory_bytes=dict(type="int"),
-            project_dir=dict(type="path", default="/opt/sentry"),
+            project_dir=dict(type="path", default=ck.DEFAULT_PROJECT_DIR),
             containers=dict(type="bool"),
             compose_project=dict(type="str"),
             backend=dict(type="str", default="auto", choices=["auto", "psutil", "procfs"]),

@@ -174,7 +174,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
@@ -540,7 +540,7 @@ class RelayConfig:
         self.module = module
         self.params = module.params
         self.project_dir = self.params["project_dir"]
-        self.path = os.path.join(self.project_dir, "relay", "config.yml")
+        self.path = os.path.join(self.project_dir, ck.RELAY_CONFIG)
         self.example = os.path.join(self.project_dir, "relay", "config.example.yml")
 
     def fail(self, msg):
@@ -561,10 +561,10 @@ class RelayConfig:
                       "UTF-8; nothing was written" % (path, bytearray(data[exc.start:exc.start + 1])[0], line))
 
     def run(self):
-        if not os.path.isdir(self.project_dir) or not sentry_compose.is_selfhosted_checkout(self.project_dir):
+        if not os.path.isdir(self.project_dir) or not ck.is_selfhosted_checkout(self.project_dir):
             self.fail("%s is not a self-hosted Sentry checkout (docker-compose.yml, .env and relay/ are needed); "
                       "set sentry_selfhosted_dir" % self.project_dir)
-        release = hm.relay_release(hm.checkout_env(self.project_dir))
+        release = ck.relay_release(ck.checkout_env(self.project_dir))
         if release is None:
             self.module.warn("the Relay release is unknown (no version tag in RELAY_IMAGE of %s/.env or .env.custom): "
                              "the newest config schema is used" % self.project_dir)

@@ -119,9 +119,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import module_compose
 
 
 class RelayRestartModule:
@@ -143,11 +142,11 @@ class RelayRestartModule:
             self.module.fail_json(msg="services must name at least one compose service")
         if params["timeout"] < 1:
             self.module.fail_json(msg="timeout must be at least 1 second, got %s" % params["timeout"])
-        if not sc.is_selfhosted_checkout(project_dir):
+        if not ck.is_selfhosted_checkout(project_dir):
             self.module.fail_json(msg="%s is not a self-hosted checkout (docker-compose.yml, .env and relay/ expected)" % project_dir)
         docker = self.module.get_bin_path(self.params["docker"], required=True)
-        release = hm.relay_release(hm.checkout_env(project_dir))
-        compose = module_compose(self.module, docker)
+        release = ck.relay_release(ck.checkout_env(project_dir))
+        compose = ck.module_compose(self.module, docker)
         restarter = sc.RelayRestart(compose, release, log=self.module.debug)
         result = dict(changed=False, actions=[], ready=None, stood_aside=None,
                       release=".".join(str(p) for p in release) if release else None)
@@ -193,7 +192,7 @@ class RelayRestartModule:
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            project_dir=dict(type="path", default="/opt/sentry"),
+            project_dir=dict(type="path", default=ck.DEFAULT_PROJECT_DIR),
             services=dict(type="list", elements="str", default=["relay"]),
             reload_nginx=dict(type="bool", default=True),
             wait_ready=dict(type="bool", default=True),

@@ -299,6 +299,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import DEFAULT_PROJECT_DIR
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import swapfile as sw
 
 
@@ -389,7 +390,7 @@ def main():
             min_free_disk=dict(type="raw", default="1G"),
             force=dict(type="bool", default=False),
             relay_threshold=dict(type="float"),
-            project_dir=dict(type="path", default="/opt/sentry"),
+            project_dir=dict(type="path", default=DEFAULT_PROJECT_DIR),
             swappiness=dict(type="int"),
             vfs_cache_pressure=dict(type="int"),
             sysctl_file=dict(type="path"),

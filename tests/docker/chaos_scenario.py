@@ -61,6 +61,8 @@ import checkouts
 from conftest import HERE, Stack, docker, run_playbook
 # The installed copy (conftest puts it on the path), as the modules use it.
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm  # pylint: disable=wrong-import-order
+# The module_utils the host programs import by file name, as the host_program module ships them.
+from ansible_collections.sentry_selfhosted.memory.plugins.modules.host_program import MODULE_UTILS  # pylint: disable=wrong-import-order
 
 CHAOS = os.path.join(HERE, "chaos")
 # 24.8.0: feature-complete, 57 services; 25.9.0: the 25.x/26.x release with the most services (74).
@@ -156,7 +158,8 @@ def write_checkout(release, directory, cgroup, leak_mb_per_s, seed, images):
     os.makedirs(os.path.join(directory, "relay"))
     # What self-hosted's installer does with it.
     shutil.copy(os.path.join(checkouts.upstream(release), "relay", "config.example.yml"), os.path.join(directory, "relay", "config.yml"))
-    shutil.copy(installed("plugins/module_utils/host_memory.py"), os.path.join(directory, "chaos"))
+    for name in MODULE_UTILS:
+        shutil.copy(installed("plugins/module_utils/" + name), os.path.join(directory, "chaos"))
     os.makedirs(os.path.join(directory, "state"))
     services = dict((name, stand_in(name, service, images, leaker=leak_mb_per_s > 0))
                     for name, service in upstream_services(release).items())
@@ -362,9 +365,8 @@ class Arm:
         beside them as the roles install them, and a config in the work dir."""
         base = os.path.join(self.workdir, "programs-%s" % self.label)
         os.makedirs(base)
-        for source in ("roles/memory_alerts/files/sentry_memory_alerts.py", "roles/restart_timer/files/sentry_relay_restart.py",
-                       "plugins/module_utils/host_memory.py", "plugins/module_utils/host_program.py",
-                       "plugins/module_utils/sentry_compose.py"):
+        for source in ["roles/memory_alerts/files/sentry_memory_alerts.py", "roles/restart_timer/files/sentry_relay_restart.py"] + \
+                ["plugins/module_utils/" + name for name in MODULE_UTILS]:
             shutil.copy(installed(source), base)
         alerts = {"project_dir": self.stack.dir, "host": "chaos", "relay_threshold": RELAY_THRESHOLD,
                   "warning_ratio": WARNING_RATIO, "critical_ratio": 0.90, "service_warning_ratio": 0.9,

@@ -33,7 +33,7 @@ elif os.environ.get("SENTRY_MEMORY_COLLECTIONS"):
     sys.path.insert(0, os.environ["SENTRY_MEMORY_COLLECTIONS"])
 
 # After the path above: the installed copy's.
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import checkout_env  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import checkout_env  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def docker(*args, **kwargs):

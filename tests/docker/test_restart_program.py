@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """restart_timer's restart program run directly against a real engine, as its unit runs it.
 
-The program is taken from the installed collection with copies of host_memory.py
-and sentry_compose.py beside it, as the role installs it; its lock and state
-file live in the test's temporary directory.
+The program is taken from the installed collection with copies of the
+module_utils it imports beside it (the host_program module's MODULE_UTILS), as
+the role installs it; its lock and state file live in the test's temporary
+directory.
 """
 
 import fcntl
@@ -16,14 +17,16 @@ import time
 
 import pytest
 
+# The installed copy (conftest puts it on the path), as the role ships it.
+from ansible_collections.sentry_selfhosted.memory.plugins.modules.host_program import MODULE_UTILS
+
 COLLECTION = os.path.join(os.environ.get("SENTRY_MEMORY_COLLECTIONS", ""), "ansible_collections", "sentry_selfhosted", "memory")
 
 
 @pytest.fixture
 def program(stack, tmp_path):
     """Run the program with these config keys; returns a Popen (stdout text)."""
-    for source in ("roles/restart_timer/files/sentry_relay_restart.py", "plugins/module_utils/host_memory.py",
-                   "plugins/module_utils/host_program.py", "plugins/module_utils/sentry_compose.py"):
+    for source in ["roles/restart_timer/files/sentry_relay_restart.py"] + ["plugins/module_utils/" + name for name in MODULE_UTILS]:
         shutil.copy(os.path.join(COLLECTION, source), str(tmp_path))
 
     def start(**config):

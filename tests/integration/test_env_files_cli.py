@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 
 VENV_COMPOSE = "/work/main/.venv/bin/docker-compose"
 # What a variable resolves to when the .env does not set it (${VAR-...} applies only to an unset one).
@@ -85,7 +85,7 @@ def write_project(project, env_lines):
 def test_env_file_values_are_the_ones_compose_resolves(compose, tmp_path):
     write_project(tmp_path, [case[0] for case in CASES])
     resolved = compose_config(compose, tmp_path)["services"]["probe"]["environment"]
-    read = hm.read_env_file(str(tmp_path / ".env"))
+    read = ck.read_env_file(str(tmp_path / ".env"))
     for dummy, variable, value in CASES:
         if variable is None:
             continue
@@ -94,7 +94,7 @@ def test_env_file_values_are_the_ones_compose_resolves(compose, tmp_path):
         # ... and host_memory reads the same.
         assert read.get(variable, UNSET) == resolved[variable], variable
     assert sorted(read) == sorted(VARIABLES), "the comment and blank lines set nothing"
-    assert hm.relay_release(hm.checkout_env(str(tmp_path))) == (24, 8, 0)
+    assert ck.relay_release(ck.checkout_env(str(tmp_path))) == (24, 8, 0)
 
 
 @pytest.mark.parametrize("line", [
@@ -107,4 +107,4 @@ def test_compose_project_name_is_the_one_compose_takes(compose, tmp_path, line):
     write_project(tmp_path, [line])
     name = compose_config(compose, tmp_path)["name"]
     assert name == "sentry-two"
-    assert hm.compose_project_name(hm.checkout_env(str(tmp_path))) == name
+    assert ck.compose_project_name(ck.checkout_env(str(tmp_path))) == name

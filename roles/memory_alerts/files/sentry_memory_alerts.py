@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import host_memory as hm  # noqa: E402 pylint: disable=wrong-import-position,import-error
 import host_program as hp  # noqa: E402 pylint: disable=wrong-import-position,import-error
 import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,import-error
+import sentry_checkout as ck  # noqa: E402 pylint: disable=wrong-import-position,import-error
 
 LEVELS = ("ok", "warning", "critical")
 MIB = hm.MIB
@@ -51,7 +52,7 @@ DEFAULTS = {
     "docker": "docker",
     "docker_timeout": 30,
     "host": None,
-    "relay_threshold": hm.DEFAULT_RELAY_THRESHOLD,
+    "relay_threshold": ck.DEFAULT_RELAY_THRESHOLD,
     "relay_max_memory_bytes": None,
     "warning_ratio": 0.85,
     "critical_ratio": 0.90,
@@ -123,7 +124,7 @@ def sample(config, now, root="/", run=None, which=shutil.which):
     docker = which(config["docker"])
     if docker is None:
         notes.append("containers were not listed (no %s CLI on the PATH)" % config["docker"])
-    figure = hm.relay_figure(config["project_dir"], root, run if docker else None, docker or config["docker"],
+    figure = ck.relay_figure(config["project_dir"], root, run if docker else None, docker or config["docker"],
                              threshold=config["relay_threshold"], max_bytes=config["relay_max_memory_bytes"],
                              compose_project=config["compose_project"])
     meminfo = figure["meminfo"]

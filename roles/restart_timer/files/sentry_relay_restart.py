@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import host_memory as hm  # noqa: E402 pylint: disable=wrong-import-position,import-error
 import host_program as hp  # noqa: E402 pylint: disable=wrong-import-position,import-error
 import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,import-error
+import sentry_checkout as ck  # noqa: E402 pylint: disable=wrong-import-position,import-error
 
 MODES = ("always", "memory", "unhealthy")
 DEFAULTS = {
@@ -150,7 +151,7 @@ def record_restarts(state_file, stamps):
 
 def relay_figure(config, root, threshold):
     """Relay's figure from the collection's one Relay view; its notes go to the journal."""
-    figure = hm.relay_figure(config["project_dir"], root, run, config["docker"], threshold=threshold)
+    figure = ck.relay_figure(config["project_dir"], root, run, config["docker"], threshold=threshold)
     for note in figure["notes"]:
         log("warning", note)
     return figure["relay"]
@@ -166,7 +167,7 @@ def main(argv=None, root="/"):
         log("error", "cannot use %s: %s" % (args.config, exc))
         return EXIT_FAILED
     project_dir = config["project_dir"]
-    if not sc.is_selfhosted_checkout(project_dir):
+    if not ck.is_selfhosted_checkout(project_dir):
         log("error", "%s is not a self-hosted checkout (docker-compose.yml, .env and relay/ expected)" % project_dir)
         return EXIT_FAILED
     lock = sc.RestartLock(config["lock_path"])
@@ -189,7 +190,7 @@ def main(argv=None, root="/"):
 
 def restart_when_due(config, root):
     notes = []
-    release = hm.relay_release(hm.checkout_env(config["project_dir"], notes))
+    release = ck.relay_release(ck.checkout_env(config["project_dir"], notes))
     for note in notes:
         log("warning", note)
     compose = sc.SentryCompose(config["project_dir"], run, config["docker"])

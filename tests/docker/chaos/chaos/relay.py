@@ -11,7 +11,8 @@ cgroup v2 host without a limit on relay measures the whole host): used =
 total_rss (cgroup v1) or anon (v2), total = min(limit, MemTotal).
 
 The figures and the verdict come from the collection's host_memory.py (its
-one parser of cgroup files and of Relay's rule), mounted beside this file.
+one parser of cgroup files) and sentry_checkout.py (Relay's rule), mounted
+beside this file with the module_utils they import.
 It counts what it accepted and rejected (GET /stats), and holds relay's usual
 figure of the scenario (hold.py) as the other stand-ins do. Standard library only.
 
@@ -30,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import host_memory as hm  # noqa: E402  pylint: disable=wrong-import-position
+import sentry_checkout as ck  # noqa: E402  pylint: disable=wrong-import-position
 from hold import hold  # noqa: E402  pylint: disable=wrong-import-position
 
 READY = hm.RELAY_READY_PATH
@@ -55,7 +57,7 @@ class Rule:
             if self.view is None or now - self.read_at >= REFRESH_SECONDS:
                 figures = hm.read_cgroup_memory(self.cgroup_dir, self.version)
                 # Relay 24.8 on a cgroup v1 host: used = total_rss, total = min(limit, MemTotal).
-                self.view = hm.relay_view(hm.read_meminfo("/"), (24, 8, 0), "v1" if self.version == 1 else "v2",
+                self.view = ck.relay_view(hm.read_meminfo("/"), (24, 8, 0), "v1" if self.version == 1 else "v2",
                                           figures, self.threshold)
                 self.read_at = now
             return self.view
@@ -113,7 +115,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cgroup", default="/parent-cgroup", help="the parent cgroup's directory, mounted read-only")
     parser.add_argument("--cgroup-version", type=int, default=1)
-    parser.add_argument("--threshold", type=float, default=hm.DEFAULT_RELAY_THRESHOLD)
+    parser.add_argument("--threshold", type=float, default=ck.DEFAULT_RELAY_THRESHOLD)
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--figures", help="hold relay's figure from this file (see hold.py)")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ from ansible_collections.sentry_selfhosted.memory.plugins.filter.memory_report i
     swap_plan,
 )
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import swapfile as sw
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import swapfile as swapfile_module
 
@@ -36,7 +37,7 @@ def memory(ram_total, swap_areas=(), container=None, containers=(), swappiness=6
     return {
         "ram": hm.host_memory_from_meminfo(meminfo), "sysctl": {"vm.swappiness": swappiness},
         "swap": {"total": sum(a["size"] for a in swap_areas), "used": 0, "areas": list(swap_areas)},
-        "relay": hm.relay_view(meminfo, hm.parse_version(release), "v2", None), "containers": list(containers),
+        "relay": ck.relay_view(meminfo, ck.parse_version(release), "v2", None), "containers": list(containers),
         "container": container, "pressure": None, "oom_kills": 0, "cgroup_mode": "v2", "notes": [],
     }
 
@@ -201,7 +202,7 @@ def test_limits_switched_off_or_not_planned():
 def test_relay_measuring_the_host_is_told_the_limit_compose_limits_would_give_it():
     plan = mb.plan(checkouts.service_profiles(checkouts.FIXTURE_24), 16384, relay_threshold=0.95)
     result = memory(16 * GIB, [area("/swapfile", 8 * GIB)], containers=unlimited(["relay"]))
-    result["relay"] = hm.relay_view({"MemTotal": 16 * GIB, "MemFree": GIB, "MemAvailable": 2 * GIB}, (24, 8, 0), "v2",
+    result["relay"] = ck.relay_view({"MemTotal": 16 * GIB, "MemFree": GIB, "MemAvailable": 2 * GIB}, (24, 8, 0), "v2",
                                     {"anon": GIB, "limit": None})
     advice = memory_recommendations(result, site(limits={"plan": plan}))
     assert ("Give relay a memory limit (compose_limits role: %d MiB here)." % plan["services"]["relay"]["mem_limit_mb"]
@@ -256,7 +257,7 @@ RELAY_CGROUPS = {"no container": None, "no limit": {"anon": GIB, "limit": None},
 def expected_measure(release, mode, relay):
     """The brief's table: Relay 24.7.1-25.4.x (and 25.5.x, before sysinfo 0.35 came with 25.6.0) on a cgroup v2 host
     measures the whole host unless relay has a limit; on cgroup v1 and from 25.6.0 on, always its own cgroup."""
-    old_fork = hm.parse_version(release) < (25, 6, 0)
+    old_fork = ck.parse_version(release) < (25, 6, 0)
     if old_fork and mode == "v2" and relay != "limit":
         return HOST
     return STAND_IN if relay == "no container" else OWN
@@ -266,7 +267,7 @@ def expected_measure(release, mode, relay):
 @pytest.mark.parametrize("mode", ["v2", "hybrid", "v1"])
 @pytest.mark.parametrize("release", RELEASES)
 def test_the_report_names_how_each_release_measures(release, mode, relay):
-    view = hm.relay_view(MEMINFO, hm.parse_version(release), mode, RELAY_CGROUPS[relay])
+    view = ck.relay_view(MEMINFO, ck.parse_version(release), mode, RELAY_CGROUPS[relay])
     line = relay_line(view)
     assert line.startswith("Relay  %s measures %s: " % (release, expected_measure(release, mode, relay))), line
     report = memory_report(dict(memory(MEMINFO["MemTotal"]), relay=view), site())
@@ -277,8 +278,8 @@ def test_the_report_names_how_each_release_measures(release, mode, relay):
 @pytest.mark.parametrize("mode", ["v2", "v1"])
 def test_each_upstream_checkout_is_named_as_its_release_measures(mode):
     for tag in checkouts.upstream_releases():
-        release = hm.relay_release(hm.checkout_env(checkouts.upstream(tag)))
-        line = relay_line(hm.relay_view(MEMINFO, release, mode, None))
+        release = ck.relay_release(ck.checkout_env(checkouts.upstream(tag)))
+        line = relay_line(ck.relay_view(MEMINFO, release, mode, None))
         assert line.startswith("Relay  %s measures %s: " % (tag, expected_measure(tag, mode, "no container"))), line
 
 
@@ -286,7 +287,7 @@ def test_each_upstream_checkout_is_named_as_its_release_measures(mode):
 def test_a_full_host_is_rejecting_only_where_relay_measures_the_host(release, rejecting):
     # No relay container could be read: a release that measures its own cgroup is not said to reject events.
     full = {"MemTotal": 16 * GIB, "MemFree": GIB // 4, "MemAvailable": GIB // 2}
-    view = hm.relay_view(full, hm.parse_version(release), "v2", None)
+    view = ck.relay_view(full, ck.parse_version(release), "v2", None)
     assert view["would_reject"] is True
     result = dict(memory(full["MemTotal"], [area("/swapfile", 8 * GIB)]), relay=view)
     line = relay_line(view)

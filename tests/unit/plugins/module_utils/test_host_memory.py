@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The /proc and cgroup parser against fixture trees of several host shapes."""
+"""The /proc and cgroup parser against fixture trees of several host shapes, and the history of peaks' file."""
 
+import json
 import os
 
 import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
-
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 HOSTS = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "hosts")
 GIB = 1024 ** 3
 
@@ -20,61 +21,6 @@ def test_meminfo_converts_kb_to_bytes_and_keeps_plain_counts():
     assert info["MemTotal"] == 16372436992
     assert info["MemAvailable"] == 294132 * 1024
     assert info["HugePages_Total"] == 0  # no unit: not multiplied
-
-
-def test_original_outage_figures_are_reproduced():
-    """Relay 24.8.0, cgroup v2, relay without limit: the whole host, as in the report."""
-    root = host("v2-relay-unlimited")
-    meminfo = hm.read_meminfo(root)
-    relay_cg = hm.read_cgroup_memory(hm.cgroup_dir_of_pid(4242, "v2", root), 2)
-    view = hm.relay_view(meminfo, (24, 8, 0), hm.cgroup_mode(root), relay_cg)
-    assert (view["used"], view["total"]) == (16071245824, 16372436992)
-    assert view["used_percent"] == 98.16
-    assert view["measures"] == "host"
-    assert view["would_reject"] is True
-    assert view["headroom"] < 0
-
-
-def test_limit_on_relay_makes_relay_measure_itself():
-    root = host("v2-relay-limited")
-    relay_cg = hm.read_cgroup_memory(hm.cgroup_dir_of_pid(4242, "v2", root), 2)
-    view = hm.relay_view(hm.read_meminfo(root), (24, 8, 0), "v2", relay_cg)
-    assert view["measures"] == "cgroup"
-    assert view["used"] == 1468006400  # anon of the relay cgroup
-    assert view["total"] == 2 * GIB
-    assert view["would_reject"] is False
-    assert view["headroom"] == int(2 * GIB * 0.95) - 1468006400
-
-
-def test_unlimited_relay_on_v2_with_current_release_uses_cgroup_against_ram():
-    root = host("v2-relay-unlimited")
-    relay_cg = hm.read_cgroup_memory(hm.cgroup_dir_of_pid(4242, "v2", root), 2)
-    view = hm.relay_view(hm.read_meminfo(root), (26, 8, 0), "v2", relay_cg)
-    assert view["measures"] == "cgroup"
-    assert (view["used"], view["total"]) == (1468006400, 16372436992)
-
-
-def test_max_memory_bytes_trips_before_the_percentage():
-    root = host("v2-relay-limited")
-    relay_cg = hm.read_cgroup_memory(hm.cgroup_dir_of_pid(4242, "v2", root), 2)
-    view = hm.relay_view(hm.read_meminfo(root), (25, 10, 0), "v2", relay_cg, 0.95, max_bytes=1400000000)
-    assert view["would_reject"] is True
-    assert view["headroom"] == 1400000000 - 1468006400
-
-
-def test_release_before_24_7_1_counts_page_cache():
-    meminfo = hm.read_meminfo(host("v1-no-psi-two-swaps"))
-    view = hm.relay_view(meminfo, (24, 5, 0), "v1", None)
-    assert view["used"] == meminfo["MemTotal"] - meminfo["MemFree"]
-
-
-def test_relay_not_found_falls_back_to_host_and_says_so():
-    meminfo = hm.read_meminfo(host("v1-no-psi-two-swaps"))
-    view = hm.relay_view(meminfo, (26, 8, 0), "v1", None)
-    assert view["measures"] == "host"
-    assert "not found" in view["source"]
-    # One plain statement: no relay container runs, host figures stand in (no claim about a container that is not there).
-    assert "no relay container runs" in view["source"] and "Relay itself" not in view["source"]
 
 
 def proc_tree(tmp_path, processes):
@@ -111,14 +57,6 @@ def test_top_processes_leave_out_the_callers_own_chain(tmp_path):
         {"pid": 400, "name": "java", "rss": 1500000 * 1024}, {"pid": 300, "name": "dockerd", "rss": 90000 * 1024}]
 
 
-@pytest.mark.parametrize("threshold, rejects", [(0.5, True), (0.99, False), (1.0, False)])
-def test_threshold_is_inclusive_like_relay(threshold, rejects):
-    meminfo = {"MemTotal": 1000, "MemFree": 100, "MemAvailable": 500}
-    assert hm.relay_view(meminfo, (24, 8, 0), "v2", None, threshold)["would_reject"] is rejects
-    at_threshold = hm.relay_view(meminfo, (24, 8, 0), "v2", None, 0.5)
-    assert at_threshold["used"] == 500 and at_threshold["would_reject"] is True
-
-
 def test_cgroup_v1_unlimited_and_swap():
     root = host("v1-no-psi-two-swaps")
     figures = hm.read_cgroup_memory(hm.cgroup_dir_of_pid(4242, "v1", root), 1)
@@ -140,7 +78,7 @@ def test_hybrid_reads_the_v1_memory_controller():
     assert hm.memory_cgroup_version("hybrid") == 1
     figures = hm.read_cgroup_memory(hm.cgroup_dir_of_pid(4242, "hybrid", root), 1)
     assert figures["limit"] == GIB and figures["anon"] == 1030000000
-    view = hm.relay_view(hm.read_meminfo(root), (24, 8, 0), "hybrid", figures)
+    view = ck.relay_view(hm.read_meminfo(root), (24, 8, 0), "hybrid", figures)
     assert view["measures"] == "cgroup" and view["would_reject"] is True
 
 
@@ -242,45 +180,44 @@ def test_psutil_and_procfs_backends_give_identical_figures():
             psutil.PROCFS_PATH = saved
 
 
-def test_env_files_custom_wins(tmp_path):
-    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=sentry-self-hosted\nRELAY_IMAGE=getsentry/relay:24.8.0\n# c\n")
-    (tmp_path / ".env.custom").write_text("RELAY_IMAGE='getsentry/relay:25.10.0'\n")
-    env = hm.checkout_env(str(tmp_path))
-    assert env["COMPOSE_PROJECT_NAME"] == "sentry-self-hosted"
-    assert hm.relay_release(env) == (25, 10, 0)
-    assert hm.checkout_env(str(tmp_path / "missing")) == {}
-
-
 @pytest.mark.parametrize("ram_gib, swap_gib", [(2, 2), (4, 2), (7.5, 4), (16, 8), (32, 16), (128, 16)])
 def test_recommended_swap(ram_gib, swap_gib):
     assert hm.recommended_swap_bytes(int(ram_gib * GIB)) == swap_gib * GIB
 
 
-def test_compose_containers_and_their_cgroups():
-    root = host("v2-relay-limited")
-    calls = []
-
-    def run(argv):
-        calls.append(argv)
-        if argv[1] == "ps":
-            return 0, "bbbb\n", ""
-        return 0, ('[{"Id": "bbbb", "Name": "/sentry-self-hosted-relay-1", "State": {"Pid": 4242},'
-                   ' "Config": {"Labels": {"com.docker.compose.service": "relay"}},'
-                   ' "HostConfig": {"Memory": 2147483648, "CgroupnsMode": "private"}}]'), ""
-
-    found = hm.container_memory(hm.list_compose_containers(run, "sentry-self-hosted"), "v2", root)
-    assert calls[0] == ["docker", "ps", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=sentry-self-hosted"]
-    assert found[0]["service"] == "relay" and found[0]["name"] == "sentry-self-hosted-relay-1"
-    assert found[0]["limit"] == found[0]["configured_limit"] == 2 * GIB
-    assert found[0]["anon"] == 1468006400
+PEAKS = {"version": 1, "since": 1765000000, "services": {"web": {"mb": 1200, "at": 1765000000}}}
 
 
-def test_container_whose_cgroup_vanished_is_reported_not_raised():
-    containers = [{"id": "x", "pid": 999999, "service": "web"}]
-    hm.container_memory(containers, "v2", host("v2-relay-limited"))
-    assert "error" in containers[0] and "usage" not in containers[0]
+def test_the_peaks_of_use_are_kept_root_alone_and_read_back(tmp_path):
+    path = tmp_path / "state" / "use-peaks.json"
+    assert hm.read_peaks(str(path)) is None
+    assert hm.write_peaks(str(path), PEAKS) is True
+    assert hm.read_peaks(str(path)) == PEAKS
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and oct(path.parent.stat().st_mode & 0o777) == "0o755"
+    mtime = path.stat().st_mtime_ns
+    os.chmod(str(path), 0o644)
+    # The same history: not rewritten, only made root's alone to read again.
+    assert hm.write_peaks(str(path), PEAKS) is False
+    assert path.stat().st_mtime_ns == mtime and oct(path.stat().st_mode & 0o777) == "0o600"
+    grown = dict(PEAKS, services={"web": {"mb": 1300, "at": 1765086400}})
+    assert hm.write_peaks(str(path), grown) is True and hm.read_peaks(str(path)) == grown
 
 
-def test_docker_failure_is_a_clear_error():
-    with pytest.raises(hm.MemoryReadError, match="docker ps failed: Cannot connect"):
-        hm.list_compose_containers(lambda argv: (1, "", "Cannot connect to the Docker daemon"), "p")
+@pytest.mark.parametrize("forge, message", [
+    ("symlink", "is a symlink"),
+    ("group-writable", "is writable by others (mode 0664)"),
+    ("directory", "is not a regular file"),
+    ("not-json", "cannot be read as JSON"),
+])
+def test_a_history_of_peaks_that_cannot_be_trusted_or_read_is_refused_naming_the_variable(tmp_path, forge, message):
+    path = tmp_path / "use-peaks.json"
+    if forge == "symlink":
+        (tmp_path / "elsewhere.json").write_text(json.dumps(PEAKS))
+        path.symlink_to(tmp_path / "elsewhere.json")
+    elif forge == "directory":
+        path.mkdir()
+    else:
+        path.write_text(json.dumps(PEAKS) if forge == "group-writable" else "{not json")
+        os.chmod(str(path), 0o664 if forge == "group-writable" else 0o600)
+    with pytest.raises(hm.PeaksFileError, match=r"use-peaks.json \(sentry_selfhosted_peaks_file\) .*%s" % message.replace("(", r"\(").replace(")", r"\)")):
+        hm.read_peaks(str(path))

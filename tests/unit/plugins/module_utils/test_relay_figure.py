@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 
 from checkouts import UPSTREAM
 
@@ -19,8 +20,8 @@ CONFIGS = [
     ("health:\n  max_memory_percent: 0.9\n", 0.9),
     ("relay:\n  mode: managed\nhealth:\n  refresh_interval_ms: 3000\n  max_memory_percent: 0.85  # ops\n", 0.85),
     ("health: {max_memory_percent: 0.8, refresh_interval_ms: 3000}\n", 0.8),
-    ("relay:\n  max_memory_percent: 0.5\nlogging:\n  level: info\n", hm.DEFAULT_RELAY_THRESHOLD),
-    ("# health:\n#   max_memory_percent: 1.0\nrelay:\n  mode: proxy\n", hm.DEFAULT_RELAY_THRESHOLD),
+    ("relay:\n  max_memory_percent: 0.5\nlogging:\n  level: info\n", ck.DEFAULT_RELAY_THRESHOLD),
+    ("# health:\n#   max_memory_percent: 1.0\nrelay:\n  mode: proxy\n", ck.DEFAULT_RELAY_THRESHOLD),
     ("health:\n  max_memory_percent: 1\n", 1.0),
 ]
 
@@ -43,14 +44,14 @@ def yaml_or_not(request, monkeypatch):
 def test_threshold_from_relay_config(tmp_path, yaml_or_not, text, expected):
     (tmp_path / "relay").mkdir()
     (tmp_path / "relay" / "config.yml").write_text(text)
-    threshold, source = hm.relay_config_threshold(str(tmp_path))
+    threshold, source = ck.relay_config_threshold(str(tmp_path))
     assert threshold == expected
-    assert source == (str(tmp_path / "relay" / "config.yml") if expected != hm.DEFAULT_RELAY_THRESHOLD
+    assert source == (str(tmp_path / "relay" / "config.yml") if expected != ck.DEFAULT_RELAY_THRESHOLD
                       else "Relay's default")
 
 
 def test_missing_config_is_relays_default(tmp_path, yaml_or_not):
-    assert hm.relay_config_threshold(str(tmp_path)) == (hm.DEFAULT_RELAY_THRESHOLD, "Relay's default")
+    assert ck.relay_config_threshold(str(tmp_path)) == (ck.DEFAULT_RELAY_THRESHOLD, "Relay's default")
 
 
 @pytest.mark.skipif(not os.path.isdir(UPSTREAM), reason="upstream checkouts are beside development checkouts only")
@@ -58,17 +59,17 @@ def test_missing_config_is_relays_default(tmp_path, yaml_or_not):
 def test_upstream_example_configs_read_alike(tmp_path, release):
     shutil.copytree(os.path.join(UPSTREAM, release, "relay"), str(tmp_path / "relay"))
     os.rename(str(tmp_path / "relay" / "config.example.yml"), str(tmp_path / "relay" / "config.yml"))
-    with_yaml = hm.relay_config_threshold(str(tmp_path))
-    lines = hm.read_text_lines(str(tmp_path / "relay" / "config.yml"))
-    assert hm._scan_health_key(lines, "max_memory_percent") is None  # upstream leaves it commented out
-    assert with_yaml == (hm.DEFAULT_RELAY_THRESHOLD, "Relay's default")
+    with_yaml = ck.relay_config_threshold(str(tmp_path))
+    lines = ck.read_text_lines(str(tmp_path / "relay" / "config.yml"))
+    assert ck._scan_health_key(lines, "max_memory_percent") is None  # upstream leaves it commented out
+    assert with_yaml == (ck.DEFAULT_RELAY_THRESHOLD, "Relay's default")
 
 
 def test_latin1_byte_in_relay_config_is_a_note(tmp_path, yaml_or_not):
     (tmp_path / "relay").mkdir()
     (tmp_path / "relay" / "config.yml").write_bytes(b"# f\xfcr ops\nhealth:\n  max_memory_percent: 0.9\n")
     notes = []
-    assert hm.relay_config_threshold(str(tmp_path), notes)[0] == 0.9
+    assert ck.relay_config_threshold(str(tmp_path), notes)[0] == 0.9
     assert notes == ["%s line 1 is not UTF-8: read with the bad bytes replaced" % (tmp_path / "relay" / "config.yml")]
 
 
@@ -76,7 +77,7 @@ def test_threshold_that_is_not_a_number_is_a_note(tmp_path, yaml_or_not):
     (tmp_path / "relay").mkdir()
     (tmp_path / "relay" / "config.yml").write_text("health:\n  max_memory_percent: lots\n")
     notes = []
-    assert hm.relay_config_threshold(str(tmp_path), notes) == (hm.DEFAULT_RELAY_THRESHOLD, "Relay's default")
+    assert ck.relay_config_threshold(str(tmp_path), notes) == (ck.DEFAULT_RELAY_THRESHOLD, "Relay's default")
     assert "is not a number" in notes[0]
 
 
@@ -90,7 +91,7 @@ def test_relay_figure_takes_release_project_and_threshold_from_the_checkout(tmp_
     def run(argv):
         calls.append(argv)
         return 0, "", ""
-    figure = hm.relay_figure(str(tmp_path), os.path.join(HOSTS, "v2-relay-unlimited"), run)
+    figure = ck.relay_figure(str(tmp_path), os.path.join(HOSTS, "v2-relay-unlimited"), run)
     assert figure["project"] == "sentry-two"
     assert calls[0][-1] == "label=com.docker.compose.project=sentry-two"
     relay = figure["relay"]
@@ -104,7 +105,7 @@ def test_relay_figure_refuses_a_threshold_outside_the_range(tmp_path):
     (tmp_path / "relay").mkdir()
     (tmp_path / "relay" / "config.yml").write_text("health:\n  max_memory_percent: 1.5\n")
     with pytest.raises(hm.MemoryReadError, match=r"outside \(0, 1\]"):
-        hm.relay_figure(str(tmp_path), os.path.join(HOSTS, "v2-relay-unlimited"))
+        ck.relay_figure(str(tmp_path), os.path.join(HOSTS, "v2-relay-unlimited"))
 
 
 @pytest.mark.parametrize("answer", ["Error: not json", "{}", "[1, 2]", '[{"Name": "x"}]'])
@@ -112,4 +113,4 @@ def test_docker_inspect_answer_that_is_not_a_container_list_is_refused(answer):
     def run(argv):
         return (0, "abc\n", "") if argv[1] == "ps" else (0, answer, "")
     with pytest.raises(hm.MemoryReadError, match="did not answer with a JSON list of containers"):
-        hm.list_compose_containers(run, "sentry-self-hosted")
+        ck.list_compose_containers(run, "sentry-self-hosted")

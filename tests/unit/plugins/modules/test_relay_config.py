@@ -19,7 +19,7 @@ import sys
 import pytest
 import yaml
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import relay_config as rc
 
 from checkouts import RELAY_CONFIGS as FIXTURES, UPSTREAM
@@ -131,7 +131,7 @@ def test_optional_health_keys_and_no_spool():
 @pytest.mark.parametrize("release", UPSTREAM_RELEASES)
 def test_upstream_example(release):
     before = upstream_example(release)
-    schema, settings = settings_for(hm.parse_version(release))
+    schema, settings = settings_for(ck.parse_version(release))
     after = assert_edit_is_exact(before, settings)
     # Upstream's own lines are all still there, untouched, in order.
     assert after.startswith(before)

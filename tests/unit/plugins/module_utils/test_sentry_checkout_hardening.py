@@ -14,6 +14,7 @@ import os
 import pytest
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 
 HOSTS = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "hosts")
 # A host whose /proc/4242 is the relay container: a pid that reached /proc would be read.
@@ -50,7 +51,7 @@ def docker_answering(*items):
 
 
 def listed(item):
-    return hm.list_compose_containers(docker_answering(item), "sentry-self-hosted")
+    return ck.list_compose_containers(docker_answering(item), "sentry-self-hosted")
 
 
 @pytest.mark.parametrize("path, value", [
@@ -95,20 +96,20 @@ def test_a_pid_that_is_not_a_process_id_never_reaches_proc(pid):
     """/proc/4242 exists in the fixture: a Pid read as a path (or a "4242" coerced) would give figures."""
     found = listed(item_with(("State", "Pid"), pid))
     assert set(found[0]) == KEYS and found[0]["pid"] is None
-    hm.container_memory(found, "v2", ROOT)
+    ck.container_memory(found, "v2", ROOT)
     assert "no process id (State.Pid)" in found[0]["error"]
     assert "anon" not in found[0] and "use" not in found[0]
 
 
 def test_container_memory_refuses_a_pid_given_by_another_caller():
     containers = [{"id": "x", "name": "web", "service": "web", "pid": "4242"}, {"id": "y", "service": "relay", "pid": 4242}]
-    hm.container_memory(containers, "v2", ROOT)
+    ck.container_memory(containers, "v2", ROOT)
     assert "no process id" in containers[0]["error"] and "anon" not in containers[0]
     assert "error" not in containers[1] and containers[1]["anon"] == 1468006400
 
 
 def test_relay_figure_notes_a_malformed_item_instead_of_raising(tmp_path):
-    figure = hm.relay_figure(str(tmp_path), ROOT, docker_answering(item_with(("State",), None)))
+    figure = ck.relay_figure(str(tmp_path), ROOT, docker_answering(item_with(("State",), None)))
     assert not figure["containers_listed"] and figure["containers"] == []
     assert figure["notes"][-1] == ("containers were not listed: docker inspect of container %s: State is null, "
                                    "not a mapping" % CID[:12])
@@ -116,7 +117,7 @@ def test_relay_figure_notes_a_malformed_item_instead_of_raising(tmp_path):
 
 def test_relay_figure_passes_over_a_relay_without_a_process(tmp_path):
     """The relay container's figures are not read from /proc/4242 by a Pid of "4242": the host's stand in."""
-    figure = hm.relay_figure(str(tmp_path), ROOT, docker_answering(item_with(("State", "Pid"), "4242")))
+    figure = ck.relay_figure(str(tmp_path), ROOT, docker_answering(item_with(("State", "Pid"), "4242")))
     assert figure["containers_listed"]
     assert "sentry-self-hosted-relay-1: no process to read its memory from" in " ".join(figure["notes"])
     assert figure["relay"]["source"].startswith("its own cgroup (relay container not found")
@@ -145,7 +146,7 @@ def test_env_file_reads_as_compose_does(tmp_path, text, expected):
     path = tmp_path / ".env"
     path.write_bytes(text.encode("utf-8"))
     notes = []
-    assert hm.read_env_file(str(path), notes) == expected
+    assert ck.read_env_file(str(path), notes) == expected
     assert notes == []
 
 
@@ -153,7 +154,7 @@ def test_env_file_line_not_utf8_is_noted_and_read_as_compose_reads_it(tmp_path):
     path = tmp_path / ".env"
     path.write_bytes(b"A=caf\xe9 # comment\nB='ok'\n")
     notes = []
-    assert hm.read_env_file(str(path), notes) == {"A": u"caf\ufffd", "B": "ok"}
+    assert ck.read_env_file(str(path), notes) == {"A": u"caf\ufffd", "B": "ok"}
     assert notes == ["%s line 1 is not UTF-8: read with the bad bytes replaced" % path]
 
 
@@ -161,7 +162,7 @@ def test_checkout_release_and_project_as_compose_reads_them(tmp_path):
     (tmp_path / ".env").write_text(u"\ufeffexport COMPOSE_PROJECT_NAME = sentry-two # the second stack\n"
                                    u'RELAY_IMAGE="getsentry/relay:24.8.0" # pinned\n', encoding="utf-8")
     (tmp_path / ".env.custom").write_text(u"RELAY_IMAGE='getsentry/relay:25.10.0' # upgraded\n")
-    env = hm.checkout_env(str(tmp_path))
-    assert hm.compose_project_name(env) == "sentry-two"
+    env = ck.checkout_env(str(tmp_path))
+    assert ck.compose_project_name(env) == "sentry-two"
     assert env["RELAY_IMAGE"] == "getsentry/relay:25.10.0"
-    assert hm.relay_release(env) == (25, 10, 0)
+    assert ck.relay_release(env) == (25, 10, 0)

@@ -1,23 +1,65 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""compose_checkout without a Compose CLI: what is read from a service's config, the engine, and a folder that is no checkout.
+"""sentry_checkout without a Compose CLI: its .env files, its containers, what is read from a service's config, the
+engine, and a folder that is no checkout.
 
 The reader against the real Compose CLI is in tests/integration/test_compose_cli.py.
 """
 
-import json
 import os
 
 import pytest
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.compose_checkout import (
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import (
     Checkout,
     CheckoutError,
     limit_key,
-    read_peaks,
     workers,
-    write_peaks,
 )
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import SentryCompose, detect_engine
+
+HOSTS = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "hosts")
+GIB = 1024 ** 3
+
+
+def test_env_files_custom_wins(tmp_path):
+    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=sentry-self-hosted\nRELAY_IMAGE=getsentry/relay:24.8.0\n# c\n")
+    (tmp_path / ".env.custom").write_text("RELAY_IMAGE='getsentry/relay:25.10.0'\n")
+    env = ck.checkout_env(str(tmp_path))
+    assert env["COMPOSE_PROJECT_NAME"] == "sentry-self-hosted"
+    assert ck.relay_release(env) == (25, 10, 0)
+    assert ck.checkout_env(str(tmp_path / "missing")) == {}
+
+
+def test_compose_containers_and_their_cgroups():
+    root = os.path.join(HOSTS, "v2-relay-limited")
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        if argv[1] == "ps":
+            return 0, "bbbb\n", ""
+        return 0, ('[{"Id": "bbbb", "Name": "/sentry-self-hosted-relay-1", "State": {"Pid": 4242},'
+                   ' "Config": {"Labels": {"com.docker.compose.service": "relay"}},'
+                   ' "HostConfig": {"Memory": 2147483648, "CgroupnsMode": "private"}}]'), ""
+
+    found = ck.container_memory(ck.list_compose_containers(run, "sentry-self-hosted"), "v2", root)
+    assert calls[0] == ["docker", "ps", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=sentry-self-hosted"]
+    assert found[0]["service"] == "relay" and found[0]["name"] == "sentry-self-hosted-relay-1"
+    assert found[0]["limit"] == found[0]["configured_limit"] == 2 * GIB
+    assert found[0]["anon"] == 1468006400
+
+
+def test_container_whose_cgroup_vanished_is_reported_not_raised():
+    containers = [{"id": "x", "pid": 999999, "service": "web"}]
+    ck.container_memory(containers, "v2", os.path.join(HOSTS, "v2-relay-limited"))
+    assert "error" in containers[0] and "usage" not in containers[0]
+
+
+def test_docker_failure_is_a_clear_error():
+    with pytest.raises(hm.MemoryReadError, match="docker ps failed: Cannot connect"):
+        ck.list_compose_containers(lambda argv: (1, "", "Cannot connect to the Docker daemon"), "p")
 
 
 def test_not_a_checkout_is_refused(tmp_path):
@@ -70,41 +112,3 @@ def test_rootless_seen_from_a_user_socket_without_a_system_one(tmp_path):
     (tmp_path / "run" / "user" / "1000" / "docker.sock").write_text("")
     engine = detect_engine("/usr/bin/docker", lambda argv: (0, "Docker version 28.2.2", ""), environ={}, root=str(tmp_path))
     assert engine["rootless"] and not engine["supported"]
-
-
-PEAKS = {"version": 1, "since": 1765000000, "services": {"web": {"mb": 1200, "at": 1765000000}}}
-
-
-def test_the_peaks_of_use_are_kept_root_alone_and_read_back(tmp_path):
-    path = tmp_path / "state" / "use-peaks.json"
-    assert read_peaks(str(path)) is None
-    assert write_peaks(str(path), PEAKS) is True
-    assert read_peaks(str(path)) == PEAKS
-    assert oct(path.stat().st_mode & 0o777) == "0o600" and oct(path.parent.stat().st_mode & 0o777) == "0o755"
-    mtime = path.stat().st_mtime_ns
-    os.chmod(str(path), 0o644)
-    # The same history: not rewritten, only made root's alone to read again.
-    assert write_peaks(str(path), PEAKS) is False
-    assert path.stat().st_mtime_ns == mtime and oct(path.stat().st_mode & 0o777) == "0o600"
-    grown = dict(PEAKS, services={"web": {"mb": 1300, "at": 1765086400}})
-    assert write_peaks(str(path), grown) is True and read_peaks(str(path)) == grown
-
-
-@pytest.mark.parametrize("forge, message", [
-    ("symlink", "is a symlink"),
-    ("group-writable", "is writable by others (mode 0664)"),
-    ("directory", "is not a regular file"),
-    ("not-json", "cannot be read as JSON"),
-])
-def test_a_history_of_peaks_that_cannot_be_trusted_or_read_is_refused_naming_the_variable(tmp_path, forge, message):
-    path = tmp_path / "use-peaks.json"
-    if forge == "symlink":
-        (tmp_path / "elsewhere.json").write_text(json.dumps(PEAKS))
-        path.symlink_to(tmp_path / "elsewhere.json")
-    elif forge == "directory":
-        path.mkdir()
-    else:
-        path.write_text(json.dumps(PEAKS) if forge == "group-writable" else "{not json")
-        os.chmod(str(path), 0o664 if forge == "group-writable" else 0o600)
-    with pytest.raises(CheckoutError, match=r"use-peaks.json \(sentry_selfhosted_peaks_file\) .*%s" % message.replace("(", r"\(").replace(")", r"\)")):
-        read_peaks(str(path))
