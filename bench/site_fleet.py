@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "localhost/bookworm-systemd:latest"
 # The same image with OpenSSH's server, for measuring over SSH as a fleet is reached (derived once, see ensure_ssh_image).
 SSH_IMAGE = "localhost/bookworm-systemd-ssh:latest"
-PREPARE = os.path.join(REPO, "molecule", "site", "prepare.yml")
+PREPARE = os.path.join(REPO, "molecule", "shared", "site_prepare.yml")
 CONVERGE = os.path.join(REPO, "molecule", "site_fleet", "converge.yml")
 SYSTEMD_IMAGE = os.path.join(REPO, "hacking", "systemd-image")
 
