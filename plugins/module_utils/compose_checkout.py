@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile, ManagedFileError
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import OverrideText
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.yaml_text import YamlText as OverrideText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import (
     COMPOSE_FILE,
     OVERRIDE_FILE,
