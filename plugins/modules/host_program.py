@@ -115,7 +115,7 @@ changes:
   returned: always
   type: list
   elements: str
-  sample: ["sentry-memory-alerts: wrote the program, 3 module_utils, the configuration and the units",
+  sample: ["sentry-memory-alerts: wrote the program, 4 module_utils, the configuration and the units",
            "sentry-memory-alerts.timer: enabled and started"]
 written:
   description: The paths written (in check mode, that would be).
@@ -136,12 +136,13 @@ import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-# The programs import these three by their file name. Imported here, they travel with this module (Ansible ships a
-# module with the module_utils it imports), so the copies written beside the programs are of this module's release.
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory, host_program, sentry_compose
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
+# The programs import these by their file name (managed_file through host_program). Imported here, they travel with
+# this module (Ansible ships a module with the module_utils it imports), so the copies written beside the programs are
+# of this module's release.
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory, host_program, managed_file, sentry_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import replace_file
 
-SHIPPED = (host_memory, host_program, sentry_compose)
+SHIPPED = (host_memory, host_program, managed_file, sentry_compose)
 MODULE_UTILS = tuple(os.path.basename(shipped.__file__) for shipped in SHIPPED)
 PROGRAMS = ("sentry_memory_alerts.py", "sentry_relay_restart.py")
 

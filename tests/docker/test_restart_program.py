@@ -23,7 +23,8 @@ COLLECTION = os.path.join(os.environ.get("SENTRY_MEMORY_COLLECTIONS", ""), "ansi
 def program(stack, tmp_path):
     """Run the program with these config keys; returns a Popen (stdout text)."""
     for source in ("roles/restart_timer/files/sentry_relay_restart.py", "plugins/module_utils/host_memory.py",
-                   "plugins/module_utils/host_program.py", "plugins/module_utils/sentry_compose.py"):
+                   "plugins/module_utils/host_program.py", "plugins/module_utils/managed_file.py",
+                   "plugins/module_utils/sentry_compose.py"):
         shutil.copy(os.path.join(COLLECTION, source), str(tmp_path))
 
     def start(**config):

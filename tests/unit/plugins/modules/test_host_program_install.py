@@ -126,7 +126,7 @@ def test_a_first_install_writes_everything_root_alone_and_starts_the_timer(host)
     assert ["enable", "sentry-memory-alerts.timer"] in host.systemd.calls
     assert ["start", "sentry-memory-alerts.timer"] in host.systemd.calls
     assert result["changes"] == [
-        "sentry-memory-alerts: wrote the program, 3 module_utils, the configuration and the units",
+        "sentry-memory-alerts: wrote the program, 4 module_utils, the configuration and the units",
         "made %s, %s, %s" % (lay.libexec, lay.etc, lay.state),
         "sentry-memory-alerts.timer: enabled and started"]
 
