@@ -137,3 +137,13 @@ def test_a_flow_entry_of_the_operators_or_a_merged_services_key_is_left_to_the_k
     assert not doc.set_service("kafka", KAFKA) and doc.text() == merged
     flow_services = "services: {}\n"
     assert not YamlText(flow_services).set_service("kafka", KAFKA)
+
+
+def test_a_quoted_value_is_read_without_its_comment():
+    """An operator's ``mem_limit: "1g"  # ours`` says what a plan of 1024m says: theirs, untouched, no conflict."""
+    text = "services:\n  web:\n    mem_limit: \"1g\"  # ours\n    memswap_limit: '2g'  # 'quoted' too\n"
+    doc = YamlText(text)
+    doc.set_value(["services", "web", "mem_limit"], "1024m")
+    doc.set_value(["services", "web", "memswap_limit"], "3g")
+    assert [str(c) for c in doc.operator_values] == ["web.memswap_limit at line 4 ('2g'; planned 3g)"]
+    assert doc.text() == text
