@@ -167,7 +167,7 @@ def test_operator_entry_for_a_dropped_service_is_an_error_naming_it(old_checkout
 
 def test_service_entries_tell_ours_from_the_operators():
     doc = co.YamlText(OPERATOR + "  worker:  %s\n    mem_limit: 1g  %s\n  cron:\n    mem_limit: 1g  %s\n"
-                          % (co.MARK, co.MARK, co.MARK))
+                      % (co.MARK, co.MARK, co.MARK))
     entries = dict((e["name"], e) for e in doc.service_entries())
     assert sorted(entries) == ["backup-agent", "cron", "relay", "web", "worker"]
     assert entries["worker"]["ours"] and entries["worker"]["managed"] and not entries["worker"]["complete"]
