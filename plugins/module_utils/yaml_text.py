@@ -308,13 +308,14 @@ class YamlText:
         return BOM + body if self.bom else body
 
     def _check_mapping(self):
-        """EditError unless the document is a mapping at the top level (or empty): a key written into a list or a
-        scalar document would make it invalid."""
+        """EditError unless the document is a block mapping at the top level (or empty): a key written after a list, a
+        scalar or a flow mapping would make it invalid."""
         for index, line in enumerate(self.lines):
-            if _content(line.text):
-                if KEY_LINE.match(line.text) and not _indent(line.text):
-                    return
-                raise EditError("is not a YAML mapping at the top level (line %d: %s)" % (index + 1, line.text.strip()))
+            text = line.text.strip()
+            if _content(text) and not text.startswith("%"):  # "%YAML 1.2": a directive
+                if text.startswith(("-", "[", "{")) or ":" not in text or _indent(line.text):
+                    raise EditError("is not a block mapping at the top level, unindented (line %d: %s)" % (index + 1, text))
+                return
 
     def _block_end(self, start, parent_indent):
         """Index after the last content line of the block under line ``start``.

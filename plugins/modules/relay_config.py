@@ -20,8 +20,9 @@ description:
     in O(project_dir)/relay/config.yml.
   - Edits the file in place, value by value. Every other key, every comment, the
     order and the formatting outside the managed values stay byte-for-byte as
-    they were. A missing key is inserted into its existing section; a missing
-    section is appended at the end of the file.
+    they were. A missing key is written at the end of its existing section; a missing
+    section is appended at the end of the file. The editor is the collection's one
+    (module_utils C(yaml_text)), the one that also writes C(docker-compose.override.yml).
   - Knows the Relay release from C(RELAY_IMAGE) in the checkout's C(.env) and
     C(.env.custom) and writes only the spool keys that release reads.
     Releases before 24.11.2 read C(spool.envelopes.max_memory_size); later ones
@@ -33,7 +34,8 @@ description:
     YAML, or that Relay itself would refuse (a duplicate key), is left untouched.
   - Also refused, naming the file and the line, with nothing written - a file that is not UTF-8 (a Latin-1
     comment); a managed key whose current value Relay cannot read (C(max_memory_percent) set to C(abc), a list,
-    a mapping); YAML anchors, aliases or merge keys inside C(health) or C(spool); and aliases anywhere that
+    a mapping); YAML anchors, aliases or merge keys inside C(health) or C(spool); a flow mapping there that runs
+    over several lines (write it on one line or as a block); and aliases anywhere that
     expand to more than 100000 nodes (a billion-laughs file of a few hundred bytes would otherwise take
     minutes).
 options:

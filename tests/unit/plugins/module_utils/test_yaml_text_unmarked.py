@@ -155,5 +155,13 @@ def test_the_line_editor_refuses_what_it_cannot_tell_apart_without_pyyaml():
     for marked in (True, False):
         with pytest.raises(EditError, match=r"has the key health twice \(lines 1 and 3\)"):
             YamlText("health:\n  a: 1\nhealth:\n  b: 2\n", marked=marked).set_value(["health", "a"], "2")
-        with pytest.raises(EditError, match=r"is not a YAML mapping at the top level \(line 2: - a\)"):
+        with pytest.raises(EditError, match=r"is not a block mapping at the top level, unindented \(line 2: - a\)"):
             YamlText("# list\n- a\n", marked=marked).set_value(["health", "a"], "2")
+        with pytest.raises(EditError, match=r"is not a block mapping at the top level, unindented \(line 1: \{a: 1\}\)"):
+            YamlText("{a: 1}\n", marked=marked).set_value(["health", "a"], "2")
+        with pytest.raises(EditError, match=r"is not a block mapping at the top level, unindented \(line 1: a: 1\)"):
+            YamlText("  a: 1\n", marked=marked).set_value(["health", "a"], "2")
+        # A directive and a document marker are no part of the mapping.
+        doc = YamlText("%YAML 1.2\n---\na: 1\n", marked=marked)
+        doc.set_value(["b"], "2")
+        assert doc.text().startswith("%YAML 1.2\n---\na: 1\nb: 2")
