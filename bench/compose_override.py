@@ -57,7 +57,7 @@ class Module:
 
 
 def line_merge(text, plan):
-    doc = co.OverrideText(text)
+    doc = co.YamlText(text)
     for name, row in plan["services"].items():
         doc.set_value(["services", name, "mem_limit"], "%dm" % row["mem_limit_mb"])
         doc.set_value(["services", name, "memswap_limit"], "%dm" % row["memswap_limit_mb"])

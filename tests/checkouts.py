@@ -75,7 +75,7 @@ def _interpolate(value, env):
 def service_profiles(path):
     """Every service of a checkout with its profiles and workers, as the compose_services module returns them.
 
-    Workers are the collection's own reading (compose_checkout.workers) of the
+    Workers are the collection's own reading (sentry_checkout.workers) of the
     command and environment with the checkout's .env filled in, as Compose does.
     """
     env = checkout_env(path)

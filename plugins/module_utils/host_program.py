@@ -3,11 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What every program the collection runs on hosts needs: commands with a time limit, journal lines, a
-configuration whose shape is checked, and atomic writes.
+configuration whose shape is checked, and atomic writes (managed_file's).
 
-Standard library only, without Ansible: tasks/host_program.yml copies this
-file beside the programs (sentry_relay_restart.py, sentry_memory_alerts.py),
-which import it as ``host_program``.
+Standard library only, without Ansible: the host_program module copies this
+file and managed_file.py beside the programs (sentry_relay_restart.py,
+sentry_memory_alerts.py), which import it as ``host_program``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +19,12 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
+
+if __name__.startswith("ansible_collections."):
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import replace_file
+else:
+    # A copy beside the host programs, imported by its file name: so is the copy of managed_file beside it.
+    from managed_file import replace_file  # pylint: disable=import-error
 
 # syslog priorities, written as sd-daemon "<N>" prefixes that journald reads from a unit's stdout.
 PRIORITY = {"critical": 2, "error": 3, "warning": 4, "ok": 5, "notice": 5, "info": 6}
@@ -159,32 +164,6 @@ def read_own_json(path):
                                  % (path, os.geteuid(), info.st_uid, stat.S_IMODE(info.st_mode)))
     with open(path, "rb") as handle:
         return json.loads(handle.read().decode("utf-8"))
-
-
-def replace_file(path, data, mode, owner=None):
-    """Replace ``path`` with the bytes ``data``: staged beside it, flushed to disk, given ``mode`` (and ``owner``,
-    a (uid, gid) pair) and renamed over it, then the directory synced. A reader never sees half a file and the
-    staged file never outlives a failure. The one atomic write of the collection (managed_file builds on it)."""
-    directory = os.path.dirname(path) or "."
-    handle, staged = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(staged, mode)
-        if owner is not None and tuple(owner) != (os.getuid(), os.getgid()):
-            os.chown(staged, owner[0], owner[1])
-        os.rename(staged, path)
-    except BaseException:
-        if os.path.exists(staged):
-            os.unlink(staged)
-        raise
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path, text, mode=0o644):

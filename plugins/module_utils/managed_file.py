@@ -2,9 +2,11 @@
 # Copyright: sentry_selfhosted.memory contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A file of the operator's that a module edits: read any bytes, write atomically, keep what makes it theirs.
+"""The collection's writing of files: replace_file, its one atomic write, and ManagedFile, a file of the operator's
+that a module edits (read any bytes, write atomically, keep what makes it theirs).
 
-Standard library only. The file is written through a symlink (the link
+Standard library only, without Ansible: the host_program module also copies
+this file beside the host programs, whose host_program.py imports it. The file is written through a symlink (the link
 stays, its target is replaced), with the old mode, owner and group and the
 old line endings, from a temporary file beside the target that is flushed
 to disk before it is renamed over it; the temporary file never outlives a
@@ -20,14 +22,34 @@ __metaclass__ = type
 import errno
 import os
 import stat
+import tempfile
 import time
 
-# Imported by its file name beside a host program (sentry_checkout reads the override through this file), the copy
-# of host_program beside it.
-if __name__.startswith("ansible_collections."):
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
-else:
-    from host_program import replace_file  # pylint: disable=import-error
+
+def replace_file(path, data, mode, owner=None):
+    """Replace ``path`` with the bytes ``data``: staged beside it, flushed to disk, given ``mode`` (and ``owner``,
+    a (uid, gid) pair) and renamed over it, then the directory synced. A reader never sees half a file and the
+    staged file never outlives a failure. The one atomic write of the collection."""
+    directory = os.path.dirname(path) or "."
+    handle, staged = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(staged, mode)
+        if owner is not None and tuple(owner) != (os.getuid(), os.getgid()):
+            os.chown(staged, owner[0], owner[1])
+        os.rename(staged, path)
+    except BaseException:
+        if os.path.exists(staged):
+            os.unlink(staged)
+        raise
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class ManagedFileError(OSError):

@@ -31,13 +31,13 @@ if __name__.startswith("ansible_collections."):
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program as hp
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import managed_file as mf
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import override_text as ot
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import yaml_text as yt
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
 else:
     import host_memory as hm  # pylint: disable=import-error
     import host_program as hp  # pylint: disable=import-error
     import managed_file as mf  # pylint: disable=import-error
-    import override_text as ot  # pylint: disable=import-error
+    import yaml_text as yt  # pylint: disable=import-error
     import sentry_compose as sc  # pylint: disable=import-error
 
 # Where the checkout is when nothing names one: sentry_selfhosted_dir's default, and the modules' project_dir's.
@@ -548,7 +548,7 @@ class Checkout(object):
         dropped by the next write (returned as stale); the operator's are an
         error naming them. Returns (stale, managed) service names.
         """
-        entries = ot.OverrideText(self.override.read()).service_entries()
+        entries = yt.YamlText(self.override.read()).service_entries()
         managed = [e["name"] for e in entries if e["managed"]]
         if not entries:
             return [], managed
@@ -585,7 +585,7 @@ class Checkout(object):
             raise
         except sc.ComposeError as exc:
             first = exc
-        doc = ot.OverrideText(self.override.read())
+        doc = yt.YamlText(self.override.read())
         before = doc.text()
         doc.drop_stale()
         if doc.text() == before:

@@ -33,8 +33,7 @@ import time
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile, replace_file
 
 MIB, GIB = hm.MIB, hm.GIB
 

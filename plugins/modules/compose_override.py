@@ -203,7 +203,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import MIB, PeaksFileError, write_peaks
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFileError
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.yaml_text import MARK, EditError, YamlText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import (
     DEFAULT_PROJECT_DIR,
     Checkout,
@@ -292,7 +292,7 @@ class ComposeOverride:
     def remove_managed(self, result):
         """state=absent: drop every line of the collection, keep the operator's part (validated first)."""
         old_text = self.read_text()
-        doc = OverrideText(old_text)
+        doc = YamlText(old_text)
         doc.drop_stale()
         new_text = doc.text()
         if new_text == old_text:
@@ -313,7 +313,7 @@ class ComposeOverride:
 
     def render(self, old_text, old_config, plan):
         """The new override text, and the managed values per service for the checks."""
-        doc = OverrideText(old_text, adopt=self.params.get("adopt"))
+        doc = YamlText(old_text, adopt=self.params.get("adopt"))
         expected = {}
         for name in sorted(plan["services"]):
             row = plan["services"][name]

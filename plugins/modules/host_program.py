@@ -143,13 +143,13 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import (
     host_memory,
     host_program,
     managed_file,
-    override_text,
     sentry_checkout,
     sentry_compose,
+    yaml_text,
 )
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import replace_file
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import replace_file
 
-SHIPPED = (host_memory, host_program, managed_file, override_text, sentry_checkout, sentry_compose)
+SHIPPED = (host_memory, host_program, managed_file, sentry_checkout, sentry_compose, yaml_text)
 MODULE_UTILS = tuple(os.path.basename(shipped.__file__) for shipped in SHIPPED)
 PROGRAMS = ("sentry_memory_alerts.py", "sentry_relay_restart.py")
 

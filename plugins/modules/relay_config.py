@@ -20,8 +20,9 @@ description:
     in O(project_dir)/relay/config.yml.
   - Edits the file in place, value by value. Every other key, every comment, the
     order and the formatting outside the managed values stay byte-for-byte as
-    they were. A missing key is inserted into its existing section; a missing
-    section is appended at the end of the file.
+    they were. A missing key is written at the end of its existing section; a missing
+    section is appended at the end of the file. The editor is the collection's one
+    (module_utils C(yaml_text)), the one that also writes C(docker-compose.override.yml).
   - Knows the Relay release from C(RELAY_IMAGE) in the checkout's C(.env) and
     C(.env.custom) and writes only the spool keys that release reads.
     Releases before 24.11.2 read C(spool.envelopes.max_memory_size); later ones
@@ -33,7 +34,8 @@ description:
     YAML, or that Relay itself would refuse (a duplicate key), is left untouched.
   - Also refused, naming the file and the line, with nothing written - a file that is not UTF-8 (a Latin-1
     comment); a managed key whose current value Relay cannot read (C(max_memory_percent) set to C(abc), a list,
-    a mapping); YAML anchors, aliases or merge keys inside C(health) or C(spool); and aliases anywhere that
+    a mapping); YAML anchors, aliases or merge keys inside C(health) or C(spool); a flow mapping there that runs
+    over several lines (write it on one line or as a block); and aliases anywhere that
     expand to more than 100000 nodes (a billion-laughs file of a few hundred bytes would otherwise take
     minutes).
 options:
@@ -169,7 +171,6 @@ backup_file:
 import json
 import os
 import re
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
@@ -177,15 +178,8 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import yaml_text
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile
-
-try:
-    import yaml
-except ImportError:
-    yaml = None
-    YAML_IMPORT_ERROR = traceback.format_exc()
-else:
-    YAML_IMPORT_ERROR = None
 
 # Relay 24.11.2 removed spool.envelopes.{min_connections,max_connections,unspool_interval,
 # max_memory_size} with the old disk spooler (getsentry/relay#4303).
@@ -193,71 +187,7 @@ CURRENT_SPOOL_SINCE = (24, 11, 2)
 
 
 class RelayConfigError(Exception):
-    """Input or file content that must not be written."""
-
-
-# The top-level sections whose keys this module writes.
-MANAGED_SECTIONS = ("health", "spool")
-# A relay config has a few hundred nodes; aliases may not multiply that past this
-# (a billion-laughs file of under 1 KB expands to billions, and every walk of it
-# would run for minutes).
-MAX_EXPANDED_NODES = 100000
-
-
-def expanded_size(root):
-    """Nodes of the composed document once aliases are expanded, counted without expanding them."""
-    sizes, busy = {}, set()
-
-    def size(node):
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in busy:
-            raise RelayConfigError("has a YAML alias that refers to itself")
-        busy.add(key)
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                total += size(key_node) + size(value_node)
-        elif isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                total += size(item)
-        busy.discard(key)
-        sizes[key] = min(total, MAX_EXPANDED_NODES + 1)
-        return sizes[key]
-    return size(root)
-
-
-def check_anchors(text, root):
-    """Refuse anchors, aliases and merge keys inside the managed sections (an edit there would also
-    change, or be hidden behind, another part of the file), and aliases that expand past a bound."""
-    spans = []
-    if isinstance(root, yaml.MappingNode):
-        # A section's text runs from its key to the next top-level key (its value node may be an
-        # alias of a node defined elsewhere, so its own marks do not tell).
-        keys = [key_node for key_node, dummy in root.value]
-        for index, key_node in enumerate(keys):
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value in MANAGED_SECTIONS:
-                end = keys[index + 1].start_mark.index if index + 1 < len(keys) else len(text)
-                spans.append((key_node.value, key_node.start_mark.index, end))
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        what = None
-        if isinstance(event, yaml.AliasEvent):
-            what = "the alias *%s" % event.anchor
-        elif getattr(event, "anchor", None):
-            what = "the anchor &%s" % event.anchor
-        elif isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.style is None:
-            what = "a merge key (<<)"
-        if what is None:
-            continue
-        for section, start, end in spans:
-            if start <= event.start_mark.index < end:
-                raise RelayConfigError("uses %s in %s (line %d): this module does not edit YAML anchors, aliases or "
-                                       "merge keys in the sections it manages; write %s out plainly"
-                                       % (what, section, event.start_mark.line + 1, section))
-    if root is not None and expanded_size(root) > MAX_EXPANDED_NODES:
-        raise RelayConfigError("has YAML aliases that expand to more than %d nodes; refusing to read it"
-                               % MAX_EXPANDED_NODES)
+    """A module argument that must not be written."""
 
 
 def wanted_settings(params, release):
@@ -297,240 +227,6 @@ def wanted_settings(params, release):
         if not legacy and backpressure is not None:
             settings.append(("spool.envelopes.max_backpressure_memory_percent", float(backpressure)))
     return ("legacy" if legacy else "current"), settings
-
-
-def nest(settings):
-    """[("a.b", 1), ("a.c", 2)] -> {"a": {"b": 1, "c": 2}}, keeping the order."""
-    tree = {}
-    for dotted, value in settings:
-        parts = dotted.split(".")
-        node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return tree
-
-
-def render_scalar(value):
-    """A YAML scalar Relay reads back as the same value (JSON strings are YAML double-quoted scalars)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value)
-
-
-def render_block(tree, indent, newline):
-    """Block-style lines for a nested dict, each ending with ``newline``."""
-    lines = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            lines.append("%s%s:%s" % (indent, key, newline))
-            lines.append(render_block(value, indent + "  ", newline))
-        else:
-            lines.append("%s%s: %s%s" % (indent, key, render_scalar(value), newline))
-    return "".join(lines)
-
-
-class YamlEditor:
-    """Surgical edits of a YAML text: only the spans of managed values change."""
-
-    def __init__(self, text):
-        self.text = text
-        self.newline = "\r\n" if "\r\n" in text else "\n"
-        try:
-            # Composed and checked first: constructing or walking a file whose aliases
-            # expand past the bound would take minutes.
-            self.root = yaml.compose(text, Loader=yaml.SafeLoader)
-            check_anchors(text, self.root)
-            self.data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RelayConfigError("is not valid YAML: %s" % exc)
-        if self.data is None:
-            self.data = {}
-        if not isinstance(self.data, dict) or (self.root is not None and not isinstance(self.root, yaml.MappingNode)):
-            raise RelayConfigError("is not a YAML mapping at the top level")
-        self._check_duplicates(self.root, [])
-        self.edits = []
-        self.changed = []
-
-    def _check_duplicates(self, node, path):
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key_node, value_node in node.value:
-                key = key_node.value
-                if key in seen:
-                    raise RelayConfigError("has the key %s twice (line %d); Relay refuses such a file"
-                                           % (".".join(path + [key]), key_node.start_mark.line + 1))
-                seen.add(key)
-                self._check_duplicates(value_node, path + [key])
-        elif isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                self._check_duplicates(item, path)
-
-    @staticmethod
-    def _lookup(node, key):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-                return key_node, value_node
-        return None, None
-
-    def _line_start(self, index):
-        return self.text.rfind("\n", 0, index) + 1
-
-    def apply(self, tree):
-        if self.root is None:
-            # An empty (or comment-only) file: append everything.
-            self._append_at_end(tree)
-        else:
-            self._ensure(self.root, self.data, tree, [])
-        text = self.text
-        for start, end, replacement in sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True):
-            text = text[:start] + replacement + text[end:]
-        return text
-
-    def _append_at_end(self, tree):
-        prefix = ""
-        if self.text and not self.text.endswith("\n"):
-            prefix = self.newline
-        self.edits.append((len(self.text), len(self.text), prefix + render_block(tree, "", self.newline)))
-        self.changed.extend(self._dotted(tree, []))
-
-    def _dotted(self, tree, path):
-        keys = []
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                keys.extend(self._dotted(value, path + [key]))
-            else:
-                keys.append(".".join(path + [key]))
-        return keys
-
-    def _ensure(self, node, data, tree, path):
-        missing = {}
-        for key, want in tree.items():
-            key_node, value_node = self._lookup(node, key)
-            dotted = ".".join(path + [key])
-            if value_node is None:
-                missing[key] = want
-            elif isinstance(want, dict):
-                if isinstance(value_node, yaml.MappingNode):
-                    self._ensure(value_node, data[key], want, path + [key])
-                elif isinstance(value_node, yaml.ScalarNode) and data.get(key) is None:
-                    # "health:" with nothing (or null) under it: put the block there.
-                    indent = " " * (key_node.start_mark.column + 2)
-                    block = render_block(want, indent, self.newline)
-                    start = value_node.start_mark.index
-                    while start > key_node.end_mark.index + 1 and self.text[start - 1] in " \t":
-                        start -= 1
-                    self.edits.append((start, value_node.end_mark.index, self.newline + block[:-len(self.newline)]))
-                    self.changed.extend(self._dotted(want, path + [key]))
-                else:
-                    raise RelayConfigError("has %s set to something that is not a mapping (line %d)"
-                                           % (dotted, value_node.start_mark.line + 1))
-            else:
-                if not isinstance(value_node, yaml.ScalarNode):
-                    raise RelayConfigError("has %s set to a mapping or list (line %d), not a value"
-                                           % (dotted, value_node.start_mark.line + 1))
-                current = data.get(key)
-                if not self._readable_as(current, want):
-                    raise RelayConfigError(
-                        "has %s: %s (line %d), which Relay cannot read as %s; correct or remove that line"
-                        % (dotted, self.text[value_node.start_mark.index:value_node.end_mark.index].strip() or "(empty)",
-                           value_node.start_mark.line + 1,
-                           "a number" if isinstance(want, (int, float)) else "a string"))
-                if not self._same(current, want):
-                    self.edits.append((value_node.start_mark.index, value_node.end_mark.index, render_scalar(want)))
-                    self.changed.append(dotted)
-        if not missing:
-            return
-        if not path:
-            self._append_at_end(missing)
-            return
-        if node.flow_style:
-            # {a: 1}: add the keys right after the brace.
-            items = ", ".join("%s: %s" % (k, self._flow(v)) for k, v in missing.items())
-            self.edits.append((node.start_mark.index + 1, node.start_mark.index + 1, items + ", "))
-        else:
-            first_key = node.value[0][0]
-            indent = " " * first_key.start_mark.column
-            line_start = self._line_start(first_key.start_mark.index)
-            if self.text[line_start:first_key.start_mark.index].strip():
-                raise RelayConfigError("has %s in a layout this module does not edit (line %d)"
-                                       % (".".join(path), first_key.start_mark.line + 1))
-            self.edits.append((line_start, line_start, render_block(missing, indent, self.newline)))
-        self.changed.extend(self._dotted(missing, path))
-
-    def _flow(self, value):
-        if isinstance(value, dict):
-            return "{%s}" % ", ".join("%s: %s" % (k, self._flow(v)) for k, v in value.items())
-        return render_scalar(value)
-
-    @staticmethod
-    def _readable_as(current, want):
-        """Whether the file's value is of the kind Relay reads for the key (null: not set)."""
-        if current is None:
-            return True
-        if isinstance(want, (int, float)):
-            return isinstance(current, (int, float)) and not isinstance(current, bool)
-        return isinstance(current, str)
-
-    @staticmethod
-    def _same(current, want):
-        if isinstance(want, float) and isinstance(current, (int, float)) and not isinstance(current, bool):
-            return float(current) == want
-        return type(current) is type(want) and current == want
-
-
-def get_dotted(data, dotted):
-    node = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def strip_dotted(data, dotted_keys):
-    """A deep copy of data without the given dotted keys, and without mappings left empty by that."""
-    def walk(node, path):
-        if not isinstance(node, dict):
-            return node
-        result = {}
-        for key, value in node.items():
-            dotted = ".".join(path + [str(key)])
-            if dotted in dotted_keys:
-                continue
-            value = walk(value, path + [str(key)])
-            if (value is None or value == {}) and any(k.startswith(dotted + ".") for k in dotted_keys):
-                continue
-            result[key] = value
-        return result
-    return walk(data, [])
-
-
-def edit_config_text(text, settings):
-    """The new text of a relay config and the dotted keys that changed; raises RelayConfigError.
-
-    The result is proven before it is returned: it parses, every managed key
-    has its wanted value, and everything else parses exactly as before.
-    """
-    editor = YamlEditor(text)
-    new_text = editor.apply(nest(settings))
-    if new_text == text:
-        return text, []
-    try:
-        new_data = yaml.safe_load(new_text) or {}
-    except yaml.YAMLError as exc:
-        raise RelayConfigError("would not be valid YAML after the edit (%s); nothing was written" % exc)
-    dotted = [key for key, dummy in settings]
-    for key, want in settings:
-        if not YamlEditor._same(get_dotted(new_data, key), want):
-            raise RelayConfigError("edit of %s did not read back as %r; nothing was written" % (key, want))
-    if strip_dotted(new_data, dotted) != strip_dotted(editor.data, dotted):
-        raise RelayConfigError("the edit would change keys it does not manage; nothing was written")
-    return new_text, editor.changed
 
 
 class RelayConfig:
@@ -579,8 +275,8 @@ class RelayConfig:
             self.fail("neither %s nor %s exists; run the self-hosted installer first" % (self.path, self.example))
         before = self.read(source)
         try:
-            after, changed_keys = edit_config_text(before, settings)
-        except RelayConfigError as exc:
+            after, changed_keys = yaml_text.set_scalars(before, settings, "Relay")
+        except yaml_text.EditError as exc:
             self.fail("%s %s" % (source, exc))
 
         changed = created or after != before
@@ -653,9 +349,9 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if yaml is None:
+    if yaml_text.yaml is None:
         module.fail_json(msg=missing_required_lib("PyYAML (Debian/Ubuntu package python3-yaml)"),
-                         exception=YAML_IMPORT_ERROR)
+                         exception=yaml_text.YAML_IMPORT_ERROR)
     module.exit_json(**RelayConfig(module).run())
 
 

@@ -360,7 +360,7 @@ def test_an_override_of_the_key_per_line_layout_becomes_one_line_per_service_onc
     plan = budget_plan(info["services"], 16384)
     # The layout earlier releases wrote: every key a line of its own, each with the mark.
     with monkeypatch.context() as patched:
-        patched.setattr(co.OverrideText, "set_service", lambda self, name, values: False)
+        patched.setattr(co.YamlText, "set_service", lambda self, name, values: False)
         old = module_run(checkout, plan, backup=False)
     old_text = (checkout / "docker-compose.override.yml").read_text()
     assert old["changed"] and old_text.count(co.MARK) > 3 * len(info["services"])

@@ -166,12 +166,12 @@ def test_operator_entry_for_a_dropped_service_is_an_error_naming_it(old_checkout
 
 
 def test_service_entries_tell_ours_from_the_operators():
-    doc = co.OverrideText(OPERATOR + "  worker:  %s\n    mem_limit: 1g  %s\n  cron:\n    mem_limit: 1g  %s\n"
-                          % (co.MARK, co.MARK, co.MARK))
+    doc = co.YamlText(OPERATOR + "  worker:  %s\n    mem_limit: 1g  %s\n  cron:\n    mem_limit: 1g  %s\n"
+                      % (co.MARK, co.MARK, co.MARK))
     entries = dict((e["name"], e) for e in doc.service_entries())
     assert sorted(entries) == ["backup-agent", "cron", "relay", "web", "worker"]
     assert entries["worker"]["ours"] and entries["worker"]["managed"] and not entries["worker"]["complete"]
     assert not entries["cron"]["ours"] and entries["cron"]["managed"]
     assert entries["backup-agent"]["complete"] and not entries["backup-agent"]["managed"]
     assert entries["web"]["line"] == 3
-    assert co.OverrideText("").service_entries() == []
+    assert co.YamlText("").service_entries() == []

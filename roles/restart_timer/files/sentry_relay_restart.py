@@ -6,8 +6,8 @@
 
 Installed by the sentry_selfhosted.memory.restart_timer role in
 /usr/local/libexec/sentry-selfhosted-memory/ beside copies of the collection's
-host_memory.py, sentry_compose.py and host_program.py, so the figures, the
-restart and the plumbing (commands, journal, configuration) are the
+host_memory.py, sentry_compose.py and host_program.py (with its managed_file.py), so the
+figures, the restart and the plumbing (commands, journal, configuration) are the
 collection's own. Standard library only; Ansible need not be on the host.
 Every decision is logged to the journal (stdout, with a syslog priority
 prefix) with its figures.

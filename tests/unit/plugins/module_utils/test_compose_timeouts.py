@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program as hp
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_compose as sc
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import Checkout, CheckoutError
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.yaml_text import MARK
 
 from checkouts import minimal_checkout
 from fakes import Clock

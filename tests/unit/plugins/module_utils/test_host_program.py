@@ -83,16 +83,3 @@ def test_write_atomic_replaces_sets_the_mode_and_leaves_no_staged_file(tmp_path)
     assert target.read_text() == "new"
     assert stat.S_IMODE(os.stat(str(target)).st_mode) == 0o600
     assert os.listdir(str(tmp_path)) == ["state.json"]
-
-
-def test_replace_file_leaves_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
-    target = tmp_path / "metrics.prom"
-    target.write_text("old")
-
-    def refuse(src, dst):
-        raise OSError(30, "Read-only file system")
-    monkeypatch.setattr(hp.os, "rename", refuse)
-    with pytest.raises(OSError):
-        hp.replace_file(str(target), b"new", 0o644)
-    assert target.read_text() == "old"
-    assert os.listdir(str(tmp_path)) == ["metrics.prom"]

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import managed_file
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFile, ManagedFileError
 
 REAL_FSYNC = os.fsync
@@ -55,7 +55,7 @@ def enospc_at_fsync(monkeypatch, calls=(1,)):
         if count[0] in calls:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return REAL_FSYNC(fd)
-    monkeypatch.setattr(host_program.os, "fsync", fsync)
+    monkeypatch.setattr(managed_file.os, "fsync", fsync)
 
 
 @pytest.fixture
@@ -153,3 +153,16 @@ def test_a_write_whose_sync_finds_the_disk_full_keeps_the_file_or_says_it_was_wr
     with pytest.raises(ManagedFileError, match="^%s was written, but syncing its directory to disk failed" % re.escape(str(override))):
         managed.write(text)
     assert listing(tmp_path) == {override.name: OPERATOR.replace(b"4g", b"2048m")}
+
+
+def test_replace_file_leaves_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.prom"
+    target.write_text("old")
+
+    def refuse(src, dst):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(managed_file.os, "rename", refuse)
+    with pytest.raises(OSError):
+        managed_file.replace_file(str(target), b"new", 0o644)
+    assert target.read_text() == "old"
+    assert os.listdir(str(tmp_path)) == ["metrics.prom"]

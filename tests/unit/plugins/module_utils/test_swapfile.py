@@ -15,7 +15,7 @@ import struct
 
 import pytest
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_program
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import managed_file
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import swapfile as sw
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "swap")
@@ -576,8 +576,8 @@ def test_lock_file_writable_by_others_is_refused(tmp_path, host):
 def test_fstab_write_failure_after_swapon_reports_changed_and_says_so(tmp_path, host, monkeypatch):
     def refuse(**_kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
-    # The collection's one atomic write (host_program.replace_file, under ManagedFile) cannot stage a file.
-    monkeypatch.setattr(host_program.tempfile, "mkstemp", refuse)
+    # The collection's one atomic write (managed_file.replace_file, under ManagedFile) cannot stage a file.
+    monkeypatch.setattr(managed_file.tempfile, "mkstemp", refuse)
     with pytest.raises(sw.SwapfileError) as failed:
         manager(tmp_path, host).present()
     path = str(tmp_path / "swap" / "swapfile")

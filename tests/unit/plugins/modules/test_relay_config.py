@@ -1,14 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""relay_config: the text edit of relay/config.yml and the module around it.
-
-The edit is checked on upstream's own config.example.yml (24.8.0 and 26.8.0,
-when ../shared/upstream is present) and on the project's operator fixtures:
-the managed keys read back as wanted, every line outside them is unchanged,
-and a second run changes nothing. The module itself runs as Ansible runs it
-(a subprocess with an arguments file) against checkout trees in tmp_path.
+"""relay_config: the keys each Relay release reads, and the module, run as Ansible runs it (a subprocess with an
+arguments file) against checkout trees in tmp_path. The edit itself is tested with module_utils/yaml_text.
 """
 
-import difflib
 import json
 import os
 import re
@@ -17,15 +11,11 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.modules import relay_config as rc
 
-from checkouts import RELAY_CONFIGS as FIXTURES, UPSTREAM
+from relay_files import FIXTURES, REPO, assert_managed_values, assert_only_managed_lines_differ, read
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
 MODULE = os.path.join(REPO, "plugins", "modules", "relay_config.py")
 COLLECTIONS_TREE = os.path.join(REPO, ".cache", "pytest-collections")
 
@@ -38,67 +28,11 @@ PARAMS = dict(
     spool_max_backpressure_memory_percent=0.8,
     spool_max_memory_size=67108864,
 )
-MANAGED_NAMES = ("max_memory_percent", "max_memory_bytes", "refresh_interval_ms", "path",
-                 "max_disk_size", "max_backpressure_memory_percent", "max_memory_size")
-PARENTS = ("health", "spool", "envelopes")
-
-# "+crlf": the same file with Windows line endings (made here: the repository keeps LF only).
-OPERATOR_FILES = ["operator-config.yml", "operator-flow.yml", "operator-null-sections.yml", "operator-null-sections.yml+crlf"]
-UPSTREAM_RELEASES = ["24.8.0", "26.8.0"]
-
-
-def read(path):
-    with open(path, newline="") as handle:
-        return handle.read()
-
-
-def upstream_example(release):
-    path = os.path.join(UPSTREAM, release, "relay", "config.example.yml")
-    if not os.path.isdir(UPSTREAM):
-        pytest.skip("../shared/upstream is not present in this checkout")
-    return read(path)
 
 
 def settings_for(release, **overrides):
     params = dict(PARAMS, **overrides)
     return rc.wanted_settings(params, release)
-
-
-def assert_only_managed_lines_differ(before, after):
-    """Removed lines are managed values (or an emptied null section); added lines are managed keys or their parents."""
-    managed_key = re.compile(r"^\s*(%s):\s" % "|".join(MANAGED_NAMES))
-    parent_key = re.compile(r"^\s*(%s):\s*$" % "|".join(PARENTS))
-    for line in difflib.ndiff(before.splitlines(), after.splitlines()):
-        tag, text = line[:2], line[2:]
-        if tag == "- ":
-            assert managed_key.match(text) or re.match(r"^\s*(health|spool):\s*(~|null)?\s*$", text) or (
-                text.lstrip().startswith(("health: {", "envelopes: {"))), "an unmanaged line was changed: %r" % text
-        elif tag == "+ ":
-            assert managed_key.match(text) or parent_key.match(text) or (
-                text.lstrip().startswith(("health: {", "envelopes: {"))), "an unmanaged line was added: %r" % text
-
-
-def assert_managed_values(text, settings):
-    data = yaml.safe_load(text)
-    for dotted, want in settings:
-        assert rc.get_dotted(data, dotted) == want, dotted
-
-
-def assert_edit_is_exact(before, settings):
-    after, changed = rc.edit_config_text(before, settings)
-    assert changed, "nothing changed, so the test proves nothing"
-    assert_managed_values(after, settings)
-    assert_only_managed_lines_differ(before, after)
-    # Every comment of the original is still there, in the same order.
-    comments = [line for line in before.splitlines() if line.lstrip().startswith("#")]
-    kept = [line for line in after.splitlines() if line.lstrip().startswith("#")]
-    assert kept == comments
-    # Everything else parses exactly as before.
-    dotted = [key for key, dummy in settings]
-    assert rc.strip_dotted(yaml.safe_load(after), dotted) == rc.strip_dotted(yaml.safe_load(before) or {}, dotted)
-    again, changed_again = rc.edit_config_text(after, settings)
-    assert again == after and changed_again == []
-    return after
 
 
 # --- which keys a release gets ----------------------------------------------
@@ -126,60 +60,6 @@ def test_optional_health_keys_and_no_spool():
                               "health.refresh_interval_ms": 1000}
 
 
-# --- the edit on real and operator files -----------------------------------
-
-@pytest.mark.parametrize("release", UPSTREAM_RELEASES)
-def test_upstream_example(release):
-    before = upstream_example(release)
-    schema, settings = settings_for(ck.parse_version(release))
-    after = assert_edit_is_exact(before, settings)
-    # Upstream's own lines are all still there, untouched, in order.
-    assert after.startswith(before)
-
-
-@pytest.mark.parametrize("release", [(24, 8, 0), (26, 8, 0)])
-@pytest.mark.parametrize("name", OPERATOR_FILES)
-def test_operator_files(name, release):
-    before = read(os.path.join(FIXTURES, name.split("+")[0]))
-    if name.endswith("+crlf"):
-        before = before.replace("\n", "\r\n")
-    schema, settings = settings_for(release)
-    after = assert_edit_is_exact(before, settings)
-    if "\r\n" in before:
-        assert after.count("\n") == after.count("\r\n"), "line endings were mixed"
-
-
-def test_operator_file_keeps_its_own_health_keys():
-    before = read(os.path.join(FIXTURES, "operator-config.yml"))
-    schema, settings = settings_for((26, 8, 0))
-    after, changed = rc.edit_config_text(before, settings)
-    data = yaml.safe_load(after)
-    assert data["health"] == {"max_memory_percent": 0.95, "probe_timeout_ms": 900}
-    assert data["http"] == {"dns_cache": False, "timeout": 10}
-    # The value changed in place, under the operator's comment about it.
-    assert "  # 98% tripped too late once; see the runbook.\n  max_memory_percent: 0.95\n" in after
-    assert changed[0] == "health.max_memory_percent"
-
-
-def test_same_value_written_differently_is_left_alone():
-    before = "health:\n  max_memory_percent: 0.950   # ours\nspool:\n  envelopes:\n    path: '/work/spool/envelopes.db'\n"
-    settings = [("health.max_memory_percent", 0.95), ("spool.envelopes.path", "/work/spool/envelopes.db")]
-    assert rc.edit_config_text(before, settings) == (before, [])
-
-
-def test_missing_key_goes_into_the_existing_section():
-    before = "relay:\n  port: 3000\nspool:\n  envelopes:\n    # operator note\n    partitions: 2\n"
-    after, changed = rc.edit_config_text(before, [("spool.envelopes.path", "/work/spool/envelopes.db")])
-    assert after == ("relay:\n  port: 3000\nspool:\n  envelopes:\n    # operator note\n"
-                     "    path: \"/work/spool/envelopes.db\"\n    partitions: 2\n")
-    assert changed == ["spool.envelopes.path"]
-
-
-def test_empty_file_gets_the_sections():
-    after, changed = rc.edit_config_text("# nothing yet\n", [("health.max_memory_percent", 0.9)])
-    assert after == "# nothing yet\nhealth:\n  max_memory_percent: 0.9\n"
-
-
 # --- bad input --------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, message", [
@@ -205,26 +85,6 @@ def test_backpressure_is_checked_whatever_the_release():
     # A legacy release does not get the key, but a wrong pair is still a mistake worth stopping.
     with pytest.raises(rc.RelayConfigError, match="must be below"):
         settings_for((24, 8, 0), spool_max_backpressure_memory_percent=0.96)
-
-
-@pytest.mark.parametrize("name, message", [
-    ("invalid-yaml.txt", "is not valid YAML"),
-    ("duplicate-health.txt", "has the key health twice"),
-    ("health-not-mapping.yml", "health set to something that is not a mapping"),
-])
-def test_bad_files_are_refused(name, message):
-    schema, settings = settings_for((26, 8, 0))
-    with pytest.raises(rc.RelayConfigError, match=message):
-        rc.edit_config_text(read(os.path.join(FIXTURES, name)), settings)
-
-
-@pytest.mark.parametrize("text, message", [
-    ("- a\n- b\n", "not a YAML mapping"),
-    ("health:\n  max_memory_percent: [1]\n", "set to a mapping or list"),
-])
-def test_odd_shapes_are_refused(text, message):
-    with pytest.raises(rc.RelayConfigError, match=message):
-        rc.edit_config_text(text, [("health.max_memory_percent", 0.95)])
 
 
 # --- the module, run as Ansible runs it ---------------------------------------

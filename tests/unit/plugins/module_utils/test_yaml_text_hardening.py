@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""override_text against YAML that Compose reads: a byte-order mark, service names YAML reads as numbers, booleans or
+"""yaml_text (marked) against YAML that Compose reads: a byte-order mark, service names YAML reads as numbers, booleans or
 null, and limits brought in by merge keys (``<<: *anchor``).
 
 Where it matters, the real Compose CLI (no daemon needed) proves that what the
@@ -17,7 +17,7 @@ import sys
 import pytest
 import yaml
 
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.override_text import MARK, EditError, OverrideText
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.yaml_text import MARK, EditError, YamlText
 
 MIB = 1024 ** 2
 BOM = u"\ufeff"
@@ -64,21 +64,21 @@ def base_of(*names):
 
 def test_a_byte_order_mark_does_not_hide_the_services_key(tmp_path):
     text = BOM + 'services:\n  web:\n    environment:\n      A: "1"\n'
-    doc = OverrideText(text)
+    doc = YamlText(text)
     doc.set_value(["services", "web", "mem_limit"], "2048m")
     out = doc.text()
     # One services key (a second one is a duplicate key Compose refuses), the mark kept where it was.
     assert out == BOM + 'services:\n  web:\n    environment:\n      A: "1"\n    mem_limit: 2048m  %s\n' % MARK
     web = compose_services(tmp_path, base_of("web"), out)["web"]
     assert web["mem_limit"] == str(2048 * MIB) and web["environment"] == {"A": "1"}
-    lifted = OverrideText(out)
+    lifted = YamlText(out)
     lifted.drop_stale()
     assert lifted.text() == text
 
 
 @pytest.mark.parametrize("name", ODD_NAMES)
 def test_a_service_name_yaml_reads_otherwise_is_written_quoted_and_found_again(tmp_path, name):
-    doc = OverrideText("")
+    doc = YamlText("")
     doc.set_value(["services", name, "mem_limit"], "1024m")
     doc.set_env(["services", name], "KAFKA_HEAP_OPTS", "-Xmx512m")
     out = doc.text()
@@ -88,7 +88,7 @@ def test_a_service_name_yaml_reads_otherwise_is_written_quoted_and_found_again(t
     assert service["mem_limit"] == str(1024 * MIB) and service["environment"] == {"KAFKA_HEAP_OPTS": "-Xmx512m"}
     # The next run finds the entry and its lines, in either quoting, and sets them in place.
     for written in (out, out.replace('"%s"' % name, "'%s'" % name)):
-        again = OverrideText(written)
+        again = YamlText(written)
         again.set_value(["services", name, "mem_limit"], "2048m")
         assert again.text() == written.replace("1024m", "2048m")
         assert [e["name"] for e in again.service_entries()] == [name]
@@ -104,7 +104,7 @@ def test_an_unquoted_key_matches_a_service_exactly_when_compose_reads_it_as_that
         override = "services:\n  %s:\n    mem_limit: 4g\n" % key
         config, _error = compose_config(tmp_path, base_of(key), override)
         compose_reads = config is not None and config["services"][key].get("mem_limit") == str(4096 * MIB)
-        editor_reads = OverrideText(override).find(["services", key, "mem_limit"]) is not None
+        editor_reads = YamlText(override).find(["services", key, "mem_limit"]) is not None
         if editor_reads != compose_reads:
             disagree.append("%s (compose %s, editor %s)" % (key, compose_reads, editor_reads))
     assert disagree == []
@@ -122,7 +122,7 @@ services:
 
 
 def test_a_limit_a_merge_key_brings_in_is_the_operators_and_stops_the_edit():
-    doc = OverrideText(ANCHORED)
+    doc = YamlText(ANCHORED)
     doc.set_value(["services", "web", "mem_limit"], "2048m")
     doc.set_value(["services", "web", "memswap_limit"], "4096m")  # what the anchor says already
     assert [str(c) for c in doc.operator_values] == ["web.mem_limit at line 2 (4g; planned 2048m; merged by <<: *limits at line 6)"]
@@ -130,7 +130,7 @@ def test_a_limit_a_merge_key_brings_in_is_the_operators_and_stops_the_edit():
 
 
 def test_adopting_a_merged_limit_overrides_it_in_the_service_and_leaves_the_shared_anchor(tmp_path):
-    doc = OverrideText(ANCHORED, adopt=True)
+    doc = YamlText(ANCHORED, adopt=True)
     doc.set_value(["services", "web", "mem_limit"], "2048m")
     doc.set_value(["services", "web", "memswap_limit"], "4096m")
     assert [str(c) for c in doc.adopted] == ["web.mem_limit at line 2 (4g; planned 2048m; merged by <<: *limits at line 6)"]
@@ -140,10 +140,10 @@ def test_adopting_a_merged_limit_overrides_it_in_the_service_and_leaves_the_shar
     assert (merged["web"]["mem_limit"], merged["web"]["memswap_limit"]) == (str(2048 * MIB), str(4096 * MIB))
     assert merged["worker"]["mem_limit"] == str(4096 * MIB)
     # The adopted line is the collection's from now on; without it the anchor's value is back.
-    again = OverrideText(out)
+    again = YamlText(out)
     again.set_value(["services", "web", "mem_limit"], "1024m")
     assert not again.operator_values and "    mem_limit: 1024m  %s" % MARK in again.text().splitlines()
-    lifted = OverrideText(out)
+    lifted = YamlText(out)
     lifted.drop_stale()
     assert lifted.text() == ANCHORED
 
@@ -176,7 +176,7 @@ services:
     <<: *c
 """
     merged = compose_services(tmp_path, base_of("web", "worker", "cron", "redis"), text)
-    doc = OverrideText(text)
+    doc = YamlText(text)
     for name, service in sorted(merged.items()):
         for key in ("mem_limit", "mem_reservation", "memswap_limit", "command"):
             line = doc.find(["services", name, key])
@@ -206,7 +206,7 @@ services:
   kafka:
     <<: *deploy
 """
-    doc = OverrideText(text, adopt=adopt)
+    doc = YamlText(text, adopt=adopt)
     # Writing deploy or environment into the service would replace the whole merged mapping, A included.
     with pytest.raises(EditError, match=r"^services\.kafka\.deploy comes from the merge key at line 11 \(<<: \*deploy\)"):
         doc.set_value(["services", "kafka", "deploy", "resources", "limits", "memory"], "2048M")
@@ -227,7 +227,7 @@ services:
       <<: *env
       A: "1"
 """
-    doc = OverrideText(text)
+    doc = YamlText(text)
     doc.set_env(["services", "kafka"], "KAFKA_HEAP_OPTS", "-Xmx2g")
     assert [str(c) for c in doc.operator_values] == [
         'kafka.environment.KAFKA_HEAP_OPTS at line 2 (-Xmx1g; planned "-Xmx2g"; merged by <<: *env at line 6)']
@@ -242,7 +242,7 @@ def test_a_merge_key_the_editor_cannot_follow_is_refused_not_overridden(tmp_path
     text = "%sservices:\n  web:\n    %s\n" % (anchor, merge)
     # Compose reads these: the limit is the operator's 4g.
     assert compose_services(tmp_path, base_of("web"), text)["web"]["mem_limit"] == str(4096 * MIB)
-    doc = OverrideText(text, adopt=True)
+    doc = YamlText(text, adopt=True)
     with pytest.raises(EditError, match=r"^services\.web: the merge key at line %d \(%s\) may bring in mem_limit"
                        % (text.count("\n"), re.escape(merge))):
         doc.set_value(["services", "web", "mem_limit"], "2048m")
