@@ -45,31 +45,34 @@ import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,
 LEVELS = ("ok", "warning", "critical")
 MIB = hm.MIB
 
-DEFAULTS = {
-    "project_dir": "/opt/sentry",
-    "compose_project": None,
-    "docker": "docker",
-    "docker_timeout": 30,
-    "host": None,
-    "relay_threshold": hm.DEFAULT_RELAY_THRESHOLD,
-    "relay_max_memory_bytes": None,
-    "warning_ratio": 0.85,
-    "critical_ratio": 0.90,
-    "service_warning_ratio": 0.90,
-    "trend_window_seconds": 3600,
-    "trend_min_samples": 5,
-    "trend_horizon_seconds": 48 * 3600,
-    "trend_warning_seconds": 3 * 3600,
-    "growth_min_bytes": 16 * MIB,
-    "resend_interval_seconds": 4 * 3600,
-    "state_file": "/var/lib/sentry-selfhosted-memory/memory-alerts-state.json",
-    "peaks_file": hm.DEFAULT_PEAKS_FILE,
-    "journal": True,
-    "journal_summary": True,
-    "metrics_file": None,
-    "webhook_url_file": None,
-    "webhook_format": "json",
-    "webhook_timeout": 10,
+# Every setting of the configuration: its shape (host_program.checked) and its default. A row that ends in a
+# variable's name is set by the role from that variable (in seconds where it counts minutes or hours), and its
+# default is the role's: hacking/role_settings.py writes it from the role's meta/argument_specs.yml.
+SETTINGS = {
+    "project_dir": ("string", "/opt/sentry"),  # sentry_selfhosted_dir
+    "compose_project": ("string?", None),
+    "docker": ("string", "docker"),  # sentry_selfhosted_docker
+    "docker_timeout": ("positive", 30),
+    "host": ("string?", None),  # memory_alerts_host_label
+    "relay_threshold": ("ratio", hm.DEFAULT_RELAY_THRESHOLD),
+    "relay_max_memory_bytes": ("positive?", None),  # memory_alerts_relay_max_memory_bytes
+    "warning_ratio": ("ratio", 0.85),
+    "critical_ratio": ("ratio", 0.90),
+    "service_warning_ratio": ("ratio", 0.9),  # memory_alerts_service_warning_ratio
+    "trend_window_seconds": ("count", 3600),
+    "trend_min_samples": ("count", 5),
+    "trend_horizon_seconds": ("count", 48 * 3600),
+    "trend_warning_seconds": ("count", 10800),  # memory_alerts_trend_warning_hours
+    "growth_min_bytes": ("count", 16 * MIB),
+    "resend_interval_seconds": ("count", 14400),  # memory_alerts_resend_interval_minutes
+    "state_file": ("string", "/var/lib/sentry-selfhosted-memory/memory-alerts-state.json"),
+    "peaks_file": ("string?", "/var/lib/sentry-selfhosted-memory/use-peaks.json"),  # sentry_selfhosted_peaks_file
+    "journal": ("bool", True),
+    "journal_summary": ("bool", True),
+    "metrics_file": ("string?", None),
+    "webhook_url_file": ("string?", None),
+    "webhook_format": (("json", "slack"), "json"),  # memory_alerts_webhook_format
+    "webhook_timeout": ("positive", 10),
 }
 
 HISTORY_LIMIT = 2000
@@ -88,25 +91,11 @@ def load_config(path):
         raise ConfigError("the configuration %s: %s" % (path, exc))
 
 
-# The shape of each setting (host_program.checked).
-SHAPES = {
-    "project_dir": "string", "compose_project": "string?", "docker": "string", "docker_timeout": "positive",
-    "host": "string?", "relay_threshold": "ratio", "relay_max_memory_bytes": "number?",
-    "warning_ratio": "ratio", "critical_ratio": "ratio", "service_warning_ratio": "ratio",
-    "trend_window_seconds": "number", "trend_min_samples": "number", "trend_horizon_seconds": "number",
-    "trend_warning_seconds": "number", "growth_min_bytes": "number", "resend_interval_seconds": "number",
-    "state_file": "string", "peaks_file": "string?", "journal": "bool", "journal_summary": "bool", "metrics_file": "string?",
-    "webhook_url_file": "string?", "webhook_format": "string", "webhook_timeout": "positive",
-}
-
-
 def make_config(given):
-    config = hp.make_config(given, DEFAULTS, SHAPES)
+    config = hp.make_config(given, SETTINGS)
     if not 0 < config["warning_ratio"] < config["critical_ratio"] <= config["relay_threshold"]:
         raise ConfigError("need 0 < warning_ratio < critical_ratio <= relay_threshold, got %s, %s, %s"
                           % (config["warning_ratio"], config["critical_ratio"], config["relay_threshold"]))
-    if config["webhook_format"] not in ("json", "slack"):
-        raise ConfigError("webhook_format must be json or slack, got %s" % config["webhook_format"])
     if config["trend_min_samples"] < 3:
         raise ConfigError("trend_min_samples must be at least 3")
     return config
