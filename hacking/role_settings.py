@@ -138,8 +138,8 @@ class Role:
                 value = "none if (%s) is none else (%s)%s" % (given, given, conversion) if "|" in given else \
                     "none if %s is none else %s" % (given, value)
             settings.append('  %s: "{{ %s }}"' % (row.group("key"), value))
-            shape = ast.literal_eval(row.group("shape"))
-            shape = "[%s]" % ", ".join(shape) if isinstance(shape, tuple) else shape
+            shape = json.dumps(list(ast.literal_eval(row.group("shape"))) if row.group("shape").startswith("(")
+                               else ast.literal_eval(row.group("shape")))
             shapes.append('  %s: [%s, "{{ %s }}"]' % (variable, shape, given))
         return "".join([
             BEGIN,
