@@ -760,8 +760,8 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
                 mark_sent(state, notifications, "webhook", now)
                 clear_events(state, "webhook")
     if config["peaks_file"]:
-        failures += attempt(journal, "cannot record the peaks of use", (IOError, OSError, ValueError, hp.UntrustedFileError,
-                                                                         sc.UnsafePathError),
+        peak_errors = (IOError, OSError, ValueError, hp.UntrustedFileError, sc.UnsafePathError)
+        failures += attempt(journal, "cannot record the peaks of use", peak_errors,
                             record_use_peaks, config["peaks_file"], sample_["containers"], now)
     return failures + attempt(journal, "cannot save the state %s" % config["state_file"], (IOError, OSError, sc.UnsafePathError),
                               save_state, config["state_file"], state)
