@@ -170,22 +170,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--check", action="store_true", help="only say which files are stale")
     options = parser.parse_args()
-    stale = []
     try:
-        files = {}
-        for name in sorted(PROGRAMS):
-            files.update(Role(name).files())
+        files = dict(item for name in sorted(PROGRAMS) for item in Role(name).files().items())
     except SpecError as exc:
         sys.exit(str(exc))
-    for path, (current, wanted) in sorted(files.items()):
-        if current == wanted:
-            continue
-        stale.append(os.path.relpath(path, REPO))
-        if not options.check:
-            with open(path, "w") as handle:
-                handle.write(wanted)
+    stale = dict((path, wanted) for path, (current, wanted) in files.items() if current != wanted)
     if options.check and stale:
-        sys.exit("stale: %s: run python hacking/role_settings.py" % ", ".join(stale))
+        sys.exit("stale: %s: run python hacking/role_settings.py" % ", ".join(sorted(os.path.relpath(p, REPO) for p in stale)))
+    for path in [] if options.check else sorted(stale):
+        with open(path, "w") as handle:
+            handle.write(stale[path])
 
 
 if __name__ == "__main__":
