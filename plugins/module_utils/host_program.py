@@ -82,20 +82,27 @@ def _number(key, value):
 def checked(key, kind, value):
     """``value`` in the shape ``kind`` names, or ConfigError saying why not.
 
-    Kinds: number (int when whole), ratio (in (0, 1]), positive (a number
-    above 0), bool, string (non-empty), strings (a list of strings); a
-    trailing "?" also allows null.
+    Kinds: number (int when whole), count (a number, 0 or more), ratio (in
+    (0, 1]), positive (a number above 0), bool, string (non-empty), strings (a
+    list of strings), or a tuple of the strings allowed; a trailing "?" also
+    allows null.
     """
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise ConfigError("%s must be one of %s, got %r" % (key, ", ".join(kind), value))
+        return value
     if kind.endswith("?"):
         if value in _NULLS:
             return None
         kind = kind[:-1]
-    if kind in ("number", "ratio", "positive"):
+    if kind in ("number", "count", "ratio", "positive"):
         number = _number(key, value)
         if kind == "ratio" and not 0 < number <= 1:
             raise ConfigError("%s must be in (0, 1], got %s" % (key, number))
         if kind == "positive" and number <= 0:
             raise ConfigError("%s must be positive, got %s" % (key, number))
+        if kind == "count" and number < 0:
+            raise ConfigError("%s must be 0 or more, got %s" % (key, number))
         return float(number) if kind == "ratio" else number
     if kind == "bool":
         if isinstance(value, bool):
@@ -112,26 +119,23 @@ def checked(key, kind, value):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError("%s must be a list of strings, got %r" % (key, value))
         return value
-    raise ValueError("no shape %r" % kind)
+    raise ValueError("no shape %r" % (kind,))
 
 
-def make_config(given, defaults, shapes):
-    """The defaults with ``given`` over them, every value checked against ``shapes`` ({key: kind}).
+def make_config(given, settings):
+    """The defaults with ``given`` over them, every value checked against its shape.
 
-    Keys that start with "_" are comments (JSON has none); any other key the
-    defaults do not know is refused, as a misspelt setting would be ignored.
+    ``settings`` is a program's table {key: (shape, default)}. Keys that start
+    with "_" are comments (JSON has none); any other key the table does not
+    know is refused, as a misspelt setting would be ignored.
     """
     if not isinstance(given, dict):
         raise ConfigError("it must hold a JSON object, got %s" % type(given).__name__)
     given = dict((k, v) for k, v in given.items() if not k.startswith("_"))
-    unknown = sorted(set(given) - set(defaults))
+    unknown = sorted(set(given) - set(settings))
     if unknown:
         raise ConfigError("unknown configuration keys: %s" % ", ".join(unknown))
-    config = dict(defaults)
-    config.update(given)
-    for key, kind in shapes.items():
-        config[key] = checked(key, kind, config[key])
-    return config
+    return dict((key, checked(key, shape, given.get(key, default))) for key, (shape, default) in settings.items())
 
 
 def read_json(path):

@@ -46,31 +46,34 @@ import sentry_checkout as ck  # noqa: E402 pylint: disable=wrong-import-position
 LEVELS = ("ok", "warning", "critical")
 MIB = hm.MIB
 
-DEFAULTS = {
-    "project_dir": "/opt/sentry",
-    "compose_project": None,
-    "docker": "docker",
-    "docker_timeout": 30,
-    "host": None,
-    "relay_threshold": ck.DEFAULT_RELAY_THRESHOLD,
-    "relay_max_memory_bytes": None,
-    "warning_ratio": 0.85,
-    "critical_ratio": 0.90,
-    "service_warning_ratio": 0.90,
-    "trend_window_seconds": 3600,
-    "trend_min_samples": 5,
-    "trend_horizon_seconds": 48 * 3600,
-    "trend_warning_seconds": 3 * 3600,
-    "growth_min_bytes": 16 * MIB,
-    "resend_interval_seconds": 4 * 3600,
-    "state_file": "/var/lib/sentry-selfhosted-memory/memory-alerts-state.json",
-    "peaks_file": hm.DEFAULT_PEAKS_FILE,
-    "journal": True,
-    "journal_summary": True,
-    "metrics_file": None,
-    "webhook_url_file": None,
-    "webhook_format": "json",
-    "webhook_timeout": 10,
+# Every setting of the configuration: its shape (host_program.checked) and its default. A row that ends in a
+# variable's name is set by the role from that variable (in seconds where it counts minutes or hours), and its
+# default is the role's: hacking/role_settings.py writes it from the role's meta/argument_specs.yml.
+SETTINGS = {
+    "project_dir": ("string", "/opt/sentry"),  # sentry_selfhosted_dir
+    "compose_project": ("string?", None),
+    "docker": ("string", "docker"),  # sentry_selfhosted_docker
+    "docker_timeout": ("positive", 30),
+    "host": ("string?", None),  # memory_alerts_host_label
+    "relay_threshold": ("ratio", ck.DEFAULT_RELAY_THRESHOLD),
+    "relay_max_memory_bytes": ("positive?", None),  # memory_alerts_relay_max_memory_bytes
+    "warning_ratio": ("ratio", 0.85),
+    "critical_ratio": ("ratio", 0.90),
+    "service_warning_ratio": ("ratio", 0.9),  # memory_alerts_service_warning_ratio
+    "trend_window_seconds": ("count", 3600),
+    "trend_min_samples": ("count", 5),
+    "trend_horizon_seconds": ("count", 48 * 3600),
+    "trend_warning_seconds": ("count", 10800),  # memory_alerts_trend_warning_hours
+    "growth_min_bytes": ("count", 16 * MIB),
+    "resend_interval_seconds": ("count", 14400),  # memory_alerts_resend_interval_minutes
+    "state_file": ("string", "/var/lib/sentry-selfhosted-memory/memory-alerts-state.json"),
+    "peaks_file": ("string?", "/var/lib/sentry-selfhosted-memory/use-peaks.json"),  # sentry_selfhosted_peaks_file
+    "journal": ("bool", True),
+    "journal_summary": ("bool", True),
+    "metrics_file": ("string?", None),
+    "webhook_url_file": ("string?", None),
+    "webhook_format": (("json", "slack"), "json"),  # memory_alerts_webhook_format
+    "webhook_timeout": ("positive", 10),
 }
 
 HISTORY_LIMIT = 2000
@@ -89,25 +92,11 @@ def load_config(path):
         raise ConfigError("the configuration %s: %s" % (path, exc))
 
 
-# The shape of each setting (host_program.checked).
-SHAPES = {
-    "project_dir": "string", "compose_project": "string?", "docker": "string", "docker_timeout": "positive",
-    "host": "string?", "relay_threshold": "ratio", "relay_max_memory_bytes": "number?",
-    "warning_ratio": "ratio", "critical_ratio": "ratio", "service_warning_ratio": "ratio",
-    "trend_window_seconds": "number", "trend_min_samples": "number", "trend_horizon_seconds": "number",
-    "trend_warning_seconds": "number", "growth_min_bytes": "number", "resend_interval_seconds": "number",
-    "state_file": "string", "peaks_file": "string?", "journal": "bool", "journal_summary": "bool", "metrics_file": "string?",
-    "webhook_url_file": "string?", "webhook_format": "string", "webhook_timeout": "positive",
-}
-
-
 def make_config(given):
-    config = hp.make_config(given, DEFAULTS, SHAPES)
+    config = hp.make_config(given, SETTINGS)
     if not 0 < config["warning_ratio"] < config["critical_ratio"] <= config["relay_threshold"]:
         raise ConfigError("need 0 < warning_ratio < critical_ratio <= relay_threshold, got %s, %s, %s"
                           % (config["warning_ratio"], config["critical_ratio"], config["relay_threshold"]))
-    if config["webhook_format"] not in ("json", "slack"):
-        raise ConfigError("webhook_format must be json or slack, got %s" % config["webhook_format"])
     if config["trend_min_samples"] < 3:
         raise ConfigError("trend_min_samples must be at least 3")
     return config
@@ -295,6 +284,10 @@ def trend_words(trend, growth, config):
     return "; ".join(words)
 
 
+def relay_summary(relay, levels, trend_text):
+    return relay_words(relay, levels) + (". " + trend_text if trend_text else "")
+
+
 def relay_words(relay, levels):
     return ("Relay's memory figure is %.1f%% (%s of %s, %s); warning at %s, critical at %s, Relay rejects events at %s"
             % (relay["used_percent"], human(relay["used"]), human(relay["total"]), relay["source"],
@@ -318,11 +311,8 @@ def evaluate(config, sample_, levels, trend, growth, previous_levels):
         level = "warning"
     else:
         level = "ok"
-    message = relay_words(relay, levels)
     trend_text = trend_words(trend, growth, config)
-    if trend_text:
-        message += ". " + trend_text
-    alerts = {"relay": {"level": level, "message": message + "."}}
+    alerts = {"relay": {"level": level, "message": relay_summary(relay, levels, trend_text) + "."}}
 
     eta = trend["seconds_to_threshold"]
     soon = config["trend_warning_seconds"] > 0 and eta is not None and eta <= config["trend_warning_seconds"]
@@ -348,10 +338,9 @@ def evaluate(config, sample_, levels, trend, growth, previous_levels):
         }
     for key, old in previous_levels.items():
         if key.startswith("container:") and key not in seen:
-            if sample_["containers_listed"]:
-                alerts[key] = {"level": "ok", "message": "%s is no longer running" % key.split(":", 1)[1]}
-            else:
-                alerts[key] = {"level": old, "message": "%s: containers were not listed this time" % key.split(":", 1)[1]}
+            name = key.split(":", 1)[1]
+            alerts[key] = ({"level": "ok", "message": "%s is no longer running" % name} if sample_["containers_listed"]
+                           else {"level": old, "message": "%s: containers were not listed this time" % name})
     return alerts
 
 
@@ -453,14 +442,15 @@ def metric_value(value):
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self, prefix=""):
+        self.prefix = prefix
         self.families = []
 
     def add(self, name, kind, help_text, samples):
         """samples: list of (labels dict, value); values of None are left out."""
         samples = [(labels, value) for labels, value in samples if value is not None]
         if samples:
-            self.families.append((name, kind, help_text, samples))
+            self.families.append((self.prefix + name, kind, help_text, samples))
 
     def text(self):
         lines = []
@@ -474,62 +464,62 @@ class Metrics:
 
 def render_metrics(sample_, levels, trend, growth, alerts):
     relay = sample_["relay"]
-    m = Metrics()
-    p = "sentry_memory_"
+    m = Metrics("sentry_memory_")
     info = {"measures": relay["measures"], "release": relay["release"] or "unknown", "cgroup_mode": sample_["cgroup_mode"]}
-    m.add(p + "relay_info", "gauge", "What Relay's memory probe measures on this host (value always 1).", [(info, 1)])
-    m.add(p + "relay_used_bytes", "gauge", "Bytes Relay counts as used.", [({}, relay["used"])])
-    m.add(p + "relay_total_bytes", "gauge", "Bytes Relay counts as total.", [({}, relay["total"])])
-    m.add(p + "relay_threshold_ratio", "gauge", "Relay's health.max_memory_percent as a fraction.", [({}, float(relay["threshold"]))])
-    m.add(p + "relay_level_bytes", "gauge", "Relay's figure at which each level begins (reject: Relay answers 503).",
+    m.add("relay_info", "gauge", "What Relay's memory probe measures on this host (value always 1).", [(info, 1)])
+    m.add("relay_used_bytes", "gauge", "Bytes Relay counts as used.", [({}, relay["used"])])
+    m.add("relay_total_bytes", "gauge", "Bytes Relay counts as total.", [({}, relay["total"])])
+    m.add("relay_threshold_ratio", "gauge", "Relay's health.max_memory_percent as a fraction.", [({}, float(relay["threshold"]))])
+    m.add("relay_level_bytes", "gauge", "Relay's figure at which each level begins (reject: Relay answers 503).",
           [({"level": name}, levels[name]) for name in ("warning", "critical", "reject")])
-    m.add(p + "relay_headroom_bytes", "gauge", "Bytes left before Relay rejects events (negative once it does).",
+    m.add("relay_headroom_bytes", "gauge", "Bytes left before Relay rejects events (negative once it does).",
           [({}, levels["reject"] - relay["used"])])
-    m.add(p + "relay_would_reject", "gauge", "1 when Relay answers every event with 503 now.", [({}, relay["would_reject"])])
-    m.add(p + "relay_growth_bytes_per_second", "gauge", "Robust (Theil-Sen) growth rate of Relay's figure over the trend window.",
+    m.add("relay_would_reject", "gauge", "1 when Relay answers every event with 503 now.", [({}, relay["would_reject"])])
+    m.add("relay_growth_bytes_per_second", "gauge", "Robust (Theil-Sen) growth rate of Relay's figure over the trend window.",
           [({}, trend["slope"])])
-    m.add(p + "relay_seconds_to_threshold", "gauge",
+    m.add("relay_seconds_to_threshold", "gauge",
           "Estimated seconds until Relay rejects events at the current rate; absent when not within the horizon.",
           [({}, trend["seconds_to_threshold"])])
-    m.add(p + "alert_level", "gauge", "Alert level: 0 ok, 1 warning, 2 critical.",
+    m.add("alert_level", "gauge", "Alert level: 0 ok, 1 warning, 2 critical.",
           [({"alert": key}, LEVELS.index(alerts[key]["level"])) for key in sorted(alerts)])
     ram = sample_["ram"]
-    m.add(p + "ram_total_bytes", "gauge", "MemTotal.", [({}, ram["total"])])
-    m.add(p + "ram_available_bytes", "gauge", "MemAvailable.", [({}, ram["available"])])
-    m.add(p + "swap_total_bytes", "gauge", "SwapTotal.", [({}, sample_["swap"]["total"])])
-    m.add(p + "swap_used_bytes", "gauge", "SwapTotal - SwapFree.", [({}, sample_["swap"]["used"])])
+    m.add("ram_total_bytes", "gauge", "MemTotal.", [({}, ram["total"])])
+    m.add("ram_available_bytes", "gauge", "MemAvailable.", [({}, ram["available"])])
+    m.add("swap_total_bytes", "gauge", "SwapTotal.", [({}, sample_["swap"]["total"])])
+    m.add("swap_used_bytes", "gauge", "SwapTotal - SwapFree.", [({}, sample_["swap"]["used"])])
     pressure = sample_["pressure"] or {}
-    m.add(p + "pressure_ratio", "gauge", "Memory pressure stall averages (PSI) as fractions.",
+    m.add("pressure_ratio", "gauge", "Memory pressure stall averages (PSI) as fractions.",
           [({"kind": kind, "window": w}, pressure[kind][avg] / 100.0)
            for kind in ("some", "full") if kind in pressure
            for w, avg in (("10s", "avg10"), ("60s", "avg60"), ("300s", "avg300")) if avg in pressure[kind]])
-    m.add(p + "pressure_stall_seconds_total", "counter", "Total memory stall time (PSI).",
+    m.add("pressure_stall_seconds_total", "counter", "Total memory stall time (PSI).",
           [({"kind": kind}, pressure[kind]["total"] / 1e6) for kind in ("some", "full") if "total" in pressure.get(kind, {})])
-    m.add(p + "oom_kills_total", "counter", "OOM kills since boot (/proc/vmstat oom_kill).", [({}, sample_["oom_kills"])])
-    m.add(p + "containers_listed", "gauge", "1 when the compose project's containers could be listed.",
+    m.add("oom_kills_total", "counter", "OOM kills since boot (/proc/vmstat oom_kill).", [({}, sample_["oom_kills"])])
+    m.add("containers_listed", "gauge", "1 when the compose project's containers could be listed.",
           [({}, sample_["containers_listed"])])
     containers = sample_["containers"]
 
     def labels(c):
         return {"service": c["service"], "container": c["name"]}
 
-    m.add(p + "container_use_bytes", "gauge",
+    m.add("container_use_bytes", "gauge",
           "Container memory its limit cannot reclaim (anon, shmem and kernel memory; no page cache): the figure sized from.",
           [(labels(c), c.get("use")) for c in containers])
-    m.add(p + "container_usage_bytes", "gauge", "Container memory as docker stats shows it (usage less inactive file).",
+    m.add("container_usage_bytes", "gauge", "Container memory as docker stats shows it (usage less inactive file).",
           [(labels(c), c.get("usage")) for c in containers])
-    m.add(p + "container_anon_bytes", "gauge", "Container anonymous memory.", [(labels(c), c.get("anon")) for c in containers])
-    m.add(p + "container_limit_bytes", "gauge", "Container memory limit (absent when none).", [(labels(c), c.get("limit")) for c in containers])
+    m.add("container_anon_bytes", "gauge", "Container anonymous memory.", [(labels(c), c.get("anon")) for c in containers])
+    m.add("container_limit_bytes", "gauge", "Container memory limit (absent when none).", [(labels(c), c.get("limit")) for c in containers])
     growth_by_name = dict((g["container"], g["bytes"]) for g in growth)
-    m.add(p + "container_growth_bytes", "gauge", "Container growth over the trend window (Theil-Sen).",
+    m.add("container_growth_bytes", "gauge", "Container growth over the trend window (Theil-Sen).",
           [(labels(c), growth_by_name.get(c["name"])) for c in containers])
-    m.add(p + "check_timestamp_seconds", "gauge", "When this check ran.", [({}, float(sample_["time"]))])
+    m.add("check_timestamp_seconds", "gauge", "When this check ran.", [({}, float(sample_["time"]))])
     return m.text()
 
 
 def webhook_body(fmt, host, notifications, events, sample_, trend):
-    lines = ["[%s] %s: %s" % (host, ("RESOLVED" if n["level"] == "ok" else n["level"].upper()), n["message"]) for n in notifications]
-    lines.extend("[%s] %s: %s" % (host, e["level"].upper(), e["message"]) for e in events)
+    # An event (an OOM kill) is never "ok".
+    lines = ["[%s] %s: %s" % (host, "RESOLVED" if n["level"] == "ok" else n["level"].upper(), n["message"])
+             for n in notifications + events]
     if fmt == "slack":
         return {"text": "\n".join(lines)}
     relay = sample_["relay"]
@@ -662,7 +652,7 @@ def load_state(path, journal):
     try:
         state = read_own_state(path)
         if state is None:
-            return {"version": 1, "alerts": {}, "history": []}
+            return new_state()
         problem = state_shape_error(state)
         if problem:
             raise ValueError(problem)
@@ -676,6 +666,10 @@ def load_state(path, journal):
         journal.log("error", "cannot read the state %s (%s): starting afresh" % (path, exc))
     except ValueError as exc:
         journal.log("error", "the state %s is damaged (%s): starting afresh" % (path, exc))
+    return new_state()
+
+
+def new_state():
     return {"version": 1, "alerts": {}, "history": []}
 
 
@@ -683,9 +677,9 @@ def record_use_peaks(path, containers, now):
     """Add this sample's use to the history of peaks compose_limits plans from; True when the file changed."""
     try:
         peaks = hp.read_own_json(path)
+        problem = peaks is not None and hm.peaks_shape_error(peaks)
     except ValueError as exc:
-        raise ValueError("the history of peaks %s is damaged (%s); compose_limits_forget_peaks starts it afresh" % (path, exc))
-    problem = peaks is not None and hm.peaks_shape_error(peaks)
+        problem = exc
     if problem:
         raise ValueError("the history of peaks %s is damaged (%s); compose_limits_forget_peaks starts it afresh" % (path, problem))
     recorded = hm.record_peaks(peaks, hm.use_mb_by_service(containers), now)
@@ -738,9 +732,7 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
         for note in sample_["notes"]:
             journal.log("notice", note)
         if config["journal_summary"]:
-            summary = relay_words(sample_["relay"], levels)
-            trend_text = trend_words(trend, growth, config)
-            journal.log("info", summary + (". " + trend_text if trend_text else ""))
+            journal.log("info", relay_summary(sample_["relay"], levels, trend_words(trend, growth, config)))
         for item in due(state, alerts, "journal", now, config["resend_interval_seconds"]):
             word = "resolved" if item["level"] == "ok" else item["level"]
             journal.log(item["level"] if item["level"] != "ok" else "notice", "%s %s: %s" % (item["key"], word, item["message"]))
@@ -749,11 +741,8 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
             journal.log(event["level"], "%s: %s" % (event["key"], event["message"]))
 
     if config["metrics_file"]:
-        try:
-            hp.write_atomic(config["metrics_file"], render_metrics(sample_, levels, trend, growth, alerts))
-        except (IOError, OSError) as exc:
-            failures += 1
-            journal.log("error", "cannot write the metrics file %s: %s" % (config["metrics_file"], exc))
+        failures += attempt(journal, "cannot write the metrics file %s" % config["metrics_file"], (IOError, OSError),
+                            hp.write_atomic, config["metrics_file"], render_metrics(sample_, levels, trend, growth, alerts))
 
     if config["webhook_url_file"]:
         notifications = due(state, alerts, "webhook", now, config["resend_interval_seconds"])
@@ -772,17 +761,21 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
                 mark_sent(state, notifications, "webhook", now)
                 clear_events(state, "webhook")
     if config["peaks_file"]:
-        try:
-            record_use_peaks(config["peaks_file"], sample_["containers"], now)
-        except (IOError, OSError, ValueError, hp.UntrustedFileError, sc.UnsafePathError) as exc:
-            failures += 1
-            journal.log("error", "cannot record the peaks of use: %s" % exc)
+        peak_errors = (IOError, OSError, ValueError, hp.UntrustedFileError, sc.UnsafePathError)
+        failures += attempt(journal, "cannot record the peaks of use", peak_errors,
+                            record_use_peaks, config["peaks_file"], sample_["containers"], now)
+    return failures + attempt(journal, "cannot save the state %s" % config["state_file"], (IOError, OSError, sc.UnsafePathError),
+                              save_state, config["state_file"], state)
+
+
+def attempt(journal, what, errors, action, *args):
+    """One output: 1 when it fails with one of ``errors`` (said in the journal), else 0. The other outputs still run."""
     try:
-        save_state(config["state_file"], state)
-    except (IOError, OSError, sc.UnsafePathError) as exc:
-        failures += 1
-        journal.log("error", "cannot save the state %s: %s" % (config["state_file"], exc))
-    return failures
+        action(*args)
+    except errors as exc:
+        journal.log("error", "%s: %s" % (what, exc))
+        return 1
+    return 0
 
 
 def main(argv=None):

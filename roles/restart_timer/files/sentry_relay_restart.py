@@ -37,29 +37,24 @@ import sentry_compose as sc  # noqa: E402 pylint: disable=wrong-import-position,
 import sentry_checkout as ck  # noqa: E402 pylint: disable=wrong-import-position,import-error
 
 MODES = ("always", "memory", "unhealthy")
-DEFAULTS = {
-    "project_dir": "/opt/sentry",
-    "services": ["relay"],
-    "full_stack": False,
-    "modes": ["always"],
-    "memory_threshold": 0.85,
-    # None: Relay's own, read from the checkout's relay/config.yml on every run.
-    "relay_threshold": None,
-    "reload_nginx": True,
-    "ready_timeout": 180,
-    "max_restarts": 3,
-    "rate_window": 86400,
-    "state_file": "/var/lib/sentry-selfhosted-memory/relay-restarts.json",
-    "lock_path": sc.DEFAULT_LOCK_PATH,
-    "docker": "docker",
-}
-
-# The shape of each setting (host_program.checked).
-SHAPES = {
-    "project_dir": "string", "services": "strings", "full_stack": "bool", "modes": "strings",
-    "memory_threshold": "ratio", "relay_threshold": "ratio?", "reload_nginx": "bool",
-    "ready_timeout": "positive", "max_restarts": "positive", "rate_window": "positive",
-    "state_file": "string", "lock_path": "string", "docker": "string",
+# Every setting of the configuration: its shape (host_program.checked) and its default. A row that ends in a
+# variable's name is set by the role from that variable, and its default is the role's: hacking/role_settings.py
+# writes it from the role's meta/argument_specs.yml. A relay_threshold of None is Relay's own, read from the
+# checkout's relay/config.yml on every run.
+SETTINGS = {
+    "project_dir": ("string", "/opt/sentry"),  # sentry_selfhosted_dir
+    "services": ("strings", ["relay"]),  # restart_timer_services
+    "full_stack": ("bool", False),  # restart_timer_full_stack
+    "modes": ("strings", ["always"]),  # restart_timer_modes
+    "memory_threshold": ("ratio", 0.85),  # restart_timer_memory_threshold
+    "relay_threshold": ("ratio?", None),  # sentry_selfhosted_relay_threshold
+    "reload_nginx": ("bool", True),
+    "ready_timeout": ("positive", 180),  # restart_timer_ready_timeout
+    "max_restarts": ("positive", 3),  # restart_timer_max_restarts
+    "rate_window": ("positive", 86400),
+    "state_file": ("string", "/var/lib/sentry-selfhosted-memory/relay-restarts.json"),
+    "lock_path": ("string", sc.DEFAULT_LOCK_PATH),
+    "docker": ("string", "docker"),  # sentry_selfhosted_docker
 }
 EXIT_OK, EXIT_FAILED, EXIT_NOT_MEMORY, EXIT_RATE_LIMIT = 0, 1, 3, 4
 # A compose command of the restart (a full stack's restart included) ends well within this.
@@ -76,7 +71,7 @@ def run(argv):
 
 
 def load_config(path):
-    config = hp.make_config(hp.read_json(path), DEFAULTS, SHAPES)
+    config = hp.make_config(hp.read_json(path), SETTINGS)
     unknown = [m for m in config["modes"] if m not in MODES]
     if unknown or not config["modes"]:
         raise ConfigError("modes must be a non-empty subset of %s, got %s" % (", ".join(MODES), config["modes"]))

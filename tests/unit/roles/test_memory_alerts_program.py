@@ -202,6 +202,9 @@ def test_levels_follow_max_memory_bytes_when_it_comes_first(tmp_path):
     ({"webhook_format": "teams"}, "webhook_format"),
     ({"webhook_url": "http://x"}, "unknown configuration keys: webhook_url"),
     ({"trend_min_samples": 2}, "trend_min_samples"),
+    ({"resend_interval_seconds": -60}, "resend_interval_seconds must be 0 or more, got -60"),
+    ({"relay_max_memory_bytes": 0}, "relay_max_memory_bytes must be positive, got 0"),
+    ({"webhook_format": "teams"}, "webhook_format must be one of json, slack, got 'teams'"),
 ])
 def test_bad_configuration_is_refused(given, message):
     with pytest.raises(alerts.ConfigError) as exc:

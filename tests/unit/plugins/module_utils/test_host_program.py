@@ -35,6 +35,7 @@ def test_journal_lines_under_systemd_and_by_hand(monkeypatch):
 
 @pytest.mark.parametrize("kind, value, expected", [
     ("number", "30", 30), ("number", 2.5, 2.5), ("ratio", "0.9", 0.9), ("ratio", 1, 1.0), ("positive", 3, 3),
+    ("count", 0, 0), (("json", "slack"), "slack", "slack"),
     ("ratio?", "None", None), ("ratio?", None, None), ("ratio?", 0.8, 0.8), ("bool", True, True), ("bool", "False", False),
     ("string", "/opt/sentry", "/opt/sentry"), ("string?", None, None), ("strings", ["relay"], ["relay"]),
 ])
@@ -48,6 +49,8 @@ def test_values_in_their_shape(kind, value, expected):
     ("ratio", 1.5, "key must be in (0, 1], got 1.5"),
     ("ratio", 0, "key must be in (0, 1], got 0"),
     ("positive", 0, "key must be positive, got 0"),
+    ("count", -1, "key must be 0 or more, got -1"),
+    (("json", "slack"), "teams", "key must be one of json, slack, got 'teams'"),
     ("bool", "yes", "key must be true or false, got 'yes'"),
     ("string", "", "key must be a non-empty string, got ''"),
     ("strings", "relay", "key must be a list of strings, got 'relay'"),
@@ -59,12 +62,14 @@ def test_values_of_the_wrong_shape_are_refused(kind, value, message):
 
 
 def test_make_config_merges_defaults_skips_comments_and_refuses_unknown_keys():
-    defaults, shapes = {"a": 1, "b": "x"}, {"a": "positive", "b": "string"}
-    assert hp.make_config({"_comment": "managed", "a": "2"}, defaults, shapes) == {"a": 2, "b": "x"}
+    settings = {"a": ("positive", 1), "b": ("string", "x")}
+    assert hp.make_config({"_comment": "managed", "a": "2"}, settings) == {"a": 2, "b": "x"}
+    with pytest.raises(hp.ConfigError, match="b must be a non-empty string"):
+        hp.make_config({"b": ""}, settings)
     with pytest.raises(hp.ConfigError, match="unknown configuration keys: c, d"):
-        hp.make_config({"d": 1, "c": 2}, defaults, shapes)
+        hp.make_config({"d": 1, "c": 2}, settings)
     with pytest.raises(hp.ConfigError, match="it must hold a JSON object, got list"):
-        hp.make_config([], defaults, shapes)
+        hp.make_config([], settings)
 
 
 def test_read_json_says_why_it_cannot(tmp_path):
