@@ -468,6 +468,15 @@ def container_memory(containers, mode, root="/"):
 
 # --- the merged config, through Compose ------------------------------------
 
+def checkout_argument_spec(**options):
+    """The options of a module that reads the checkout through the docker CLI (module_compose's), with its own."""
+    spec = dict(project_dir=dict(type="path", default=DEFAULT_PROJECT_DIR),
+                docker=dict(type="str", default="docker"),
+                docker_timeout=dict(type="int", default=sc.DOCKER_TIMEOUT))
+    spec.update(options)
+    return spec
+
+
 def module_compose(module, docker, run=None):
     """The SentryCompose a module calls Docker through, on its project_dir with its docker_timeout.
 

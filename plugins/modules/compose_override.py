@@ -205,15 +205,15 @@ from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memo
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.managed_file import ManagedFileError
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.yaml_text import MARK, EditError, YamlText
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import (
-    DEFAULT_PROJECT_DIR,
     Checkout,
     CheckoutError,
+    checkout_argument_spec,
     deploy_memory,
     limit_key,
     module_compose,
     service_config,
 )
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_FAULTS, DOCKER_TIMEOUT, OVERRIDE_FILE, ComposeError
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_FAULTS, OVERRIDE_FILE, ComposeError
 
 
 def _plan_problems(plan):
@@ -566,16 +566,13 @@ def _pruned(value):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            project_dir=dict(type="path", default=DEFAULT_PROJECT_DIR),
+        argument_spec=checkout_argument_spec(
             plan=dict(type="dict"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             backup=dict(type="bool", default=True),
             apply=dict(type="bool", default=False),
             adopt=dict(type="bool", default=False),
             peaks_file=dict(type="path"),
-            docker=dict(type="str", default="docker"),
-            docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
         ),
         supports_check_mode=True,
     )

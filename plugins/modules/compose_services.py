@@ -121,18 +121,12 @@ notes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_memory import PeaksFileError, read_peaks
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import DEFAULT_PROJECT_DIR, Checkout, CheckoutError, module_compose
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_checkout import Checkout, CheckoutError, checkout_argument_spec, module_compose
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            project_dir=dict(type="path", default=DEFAULT_PROJECT_DIR),
-            peaks_file=dict(type="path"),
-            docker=dict(type="str", default="docker"),
-            docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
-        ),
+        argument_spec=checkout_argument_spec(peaks_file=dict(type="path")),
         supports_check_mode=True,
     )
     docker = module.get_bin_path(module.params["docker"], required=True)

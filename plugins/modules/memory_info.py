@@ -235,7 +235,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import host_memory as hm
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils import sentry_checkout as ck
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.swapfile import container_reason
-from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import DOCKER_TIMEOUT, ComposeTimeout
+from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import ComposeTimeout
 
 
 class MemoryInfo:
@@ -320,16 +320,13 @@ class MemoryInfo:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=ck.checkout_argument_spec(
             relay_threshold=dict(type="float"),
             relay_max_memory_bytes=dict(type="int"),
-            project_dir=dict(type="path", default=ck.DEFAULT_PROJECT_DIR),
             containers=dict(type="bool"),
             compose_project=dict(type="str"),
             backend=dict(type="str", default="auto", choices=["auto", "psutil", "procfs"]),
             top_processes=dict(type="int", default=5),
-            docker=dict(type="str", default="docker"),
-            docker_timeout=dict(type="int", default=DOCKER_TIMEOUT),
         ),
         supports_check_mode=True,
     )

@@ -191,15 +191,12 @@ class RelayRestartModule:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            project_dir=dict(type="path", default=ck.DEFAULT_PROJECT_DIR),
+        argument_spec=ck.checkout_argument_spec(
             services=dict(type="list", elements="str", default=["relay"]),
             reload_nginx=dict(type="bool", default=True),
             wait_ready=dict(type="bool", default=True),
             timeout=dict(type="int", default=120),
             clear_record=dict(type="path"),
-            docker=dict(type="str", default="docker"),
-            docker_timeout=dict(type="int", default=sc.DOCKER_TIMEOUT),
         ),
         supports_check_mode=True,
     )

@@ -86,16 +86,15 @@ class Stack:
 
     def write_override(self, services):
         """docker-compose.override.yml with these service settings; None removes the file."""
-        path = os.path.join(self.dir, "docker-compose.override.yml")
-        if services is None:
-            if os.path.exists(path):
-                os.remove(path)
-            return
-        with open(path, "w") as handle:
-            yaml.safe_dump({"services": services}, handle, default_flow_style=False)
+        text = None if services is None else yaml.safe_dump({"services": services}, default_flow_style=False)
+        self.write_file("docker-compose.override.yml", text)
 
     def write_env_custom(self, text):
-        path = os.path.join(self.dir, ".env.custom")
+        self.write_file(".env.custom", text)
+
+    def write_file(self, name, text):
+        """The project's file ``name`` holding ``text``; None removes it."""
+        path = os.path.join(self.dir, name)
         if text is None:
             if os.path.exists(path):
                 os.remove(path)

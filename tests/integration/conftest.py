@@ -37,13 +37,18 @@ def compose_cli():
     return proc.stdout.strip()
 
 
+def built_tarball(work):
+    """The collection's tarball, built from the tree into ``work``."""
+    subprocess.run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(work), REPO],
+                   check=True, capture_output=True)
+    return next(p for p in work.iterdir() if p.name.endswith(".tar.gz"))
+
+
 @pytest.fixture(scope="session")
 def installed_collection(tmp_path_factory):
     """Build the tarball and install it into an empty collections path."""
     work = tmp_path_factory.mktemp("collection")
-    subprocess.run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(work), REPO],
-                   check=True, capture_output=True)
-    tarball = next(p for p in work.iterdir() if p.name.endswith(".tar.gz"))
+    tarball = built_tarball(work)
     path = work / "collections"
     subprocess.run([tool("ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", str(path), str(tarball)],
                    check=True, capture_output=True)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, tool
+from conftest import REPO, built_tarball, tool
 
 INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 
@@ -18,9 +18,7 @@ INVENTORY = os.path.join(REPO, "hacking", "localhost.yml")
 @pytest.fixture(scope="module")
 def offline_install(tmp_path_factory):
     work = tmp_path_factory.mktemp("offline")
-    subprocess.run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(work), REPO],
-                   check=True, capture_output=True)
-    tarball = next(p for p in work.iterdir() if p.name.endswith(".tar.gz"))
+    tarball = built_tarball(work)
     target = work / "collections"
     env = dict(os.environ)
     # Only the empty target: the ansible package's collections in site-packages stay out of sight,
