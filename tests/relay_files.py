@@ -12,8 +12,12 @@ import yaml
 
 from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.yaml_text import get_dotted
 
-from checkouts import REPO, UPSTREAM
-from checkouts import RELAY_CONFIGS as FIXTURES
+import checkouts
+from checkouts import UPSTREAM
+
+# The tests of relay/config.yml name the project and its Relay config fixtures from here.
+REPO = checkouts.REPO
+FIXTURES = checkouts.RELAY_CONFIGS
 MANAGED_NAMES = ("max_memory_percent", "max_memory_bytes", "refresh_interval_ms", "path",
                  "max_disk_size", "max_backpressure_memory_percent", "max_memory_size")
 PARENTS = ("health", "spool", "envelopes")
