@@ -306,7 +306,7 @@ class ComposeOverride:
             self.fail("the override without the collection's lines is not valid for this checkout; the file is left as it was: %s" % exc)
         result["changed"] = True
         result["changed_services"] = list(result["managed_services"])
-        result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
+        self.show_diff(result, old_text, new_text)
         if not self.module.check_mode:
             self.write(new_text, result)
         return result
@@ -488,13 +488,19 @@ class ComposeOverride:
             new_config = self.validate(new_text, old_config, expected)
             result["changed"] = True
             result["changed_services"] = self.changed_services(old_config, new_config, expected)
-            result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
+            self.show_diff(result, old_text, new_text)
             if not self.module.check_mode:
                 self.write(new_text, result)
                 if self.params["apply"]:
                     self.apply(result)
         self.keep_peaks(plan)
         return self.with_changes(result)
+
+    def show_diff(self, result, old_text, new_text):
+        """The override's change as Ansible's diff, in diff mode only: a task's ``diff: false`` keeps it out of a
+        run with --diff (Ansible shows any diff a module returns then), as the collection's other modules do."""
+        if self.module._diff:
+            result["diff"] = dict(before=old_text, after=new_text, before_header=self.path, after_header=self.path)
 
     def check_plan(self, plan):
         """Refuse a plan that does not fit or holds values that cannot be written, before anything is read or written."""

@@ -33,12 +33,13 @@ class Failed(Exception):
 
 
 class FakeModule:
-    """AnsibleModule's plumbing only: params, check mode, fail_json, backup_local, atomic_move."""
+    """AnsibleModule's plumbing only: params, check and diff mode, fail_json, backup_local, atomic_move."""
 
-    def __init__(self, params, check_mode=False):
+    def __init__(self, params, check_mode=False, diff=True):
         self.params = dict(project_dir="/opt/sentry", plan=None, backup=True, apply=False, docker="docker")
         self.params.update(params)
         self.check_mode = check_mode
+        self._diff = diff
 
     def fail_json(self, msg, **kwargs):
         raise Failed(msg, **kwargs)
@@ -70,8 +71,8 @@ class EngineStandIn:
         return run(argv)
 
 
-def module_run(project_dir, plan=None, check_mode=False, runner=run, **params):
-    module = FakeModule(dict(project_dir=str(project_dir), plan=plan, **params), check_mode=check_mode)
+def module_run(project_dir, plan=None, check_mode=False, runner=run, diff=True, **params):
+    module = FakeModule(dict(project_dir=str(project_dir), plan=plan, **params), check_mode=check_mode, diff=diff)
     return co.ComposeOverride(module, SentryCompose(str(project_dir), runner, "docker")).run()
 
 
@@ -151,6 +152,14 @@ def test_check_mode_reports_diff_and_writes_nothing(checkout):
     assert result["changed"] and result["diff"]["before"] == "" and "mem_limit" in result["diff"]["after"]
     assert not (checkout / "docker-compose.override.yml").exists()
     assert [p.name for p in checkout.iterdir() if p.name.startswith((".compose-limits-", "compose-limits-"))] == []
+
+
+def test_without_diff_mode_the_change_is_reported_without_a_diff(checkout):
+    """A task's diff: false (site's preview of the write) must keep the override out of a run with --diff."""
+    services = module_run(checkout)["services"]
+    result = module_run(checkout, budget_plan(services, 16384), check_mode=True, diff=False)
+    assert result["changed"] and result["changed_services"] and "diff" not in result
+    assert not (checkout / "docker-compose.override.yml").exists()
 
 
 def test_invalid_result_leaves_the_old_file(checkout):

@@ -102,6 +102,7 @@ def limits_for(checkout, ram_mb=20480):
     class Module:
         params = dict(project_dir=str(checkout), plan=None, backup=False, apply=False, docker="docker")
         check_mode = False
+        _diff = False
 
         def fail_json(self, msg, **kwargs):
             raise AssertionError(msg)
