@@ -6,7 +6,8 @@ Each host is a systemd box (podman, the image of hacking/systemd-image) prepared
 prepares its box (the 25.9.0 checkout when ../shared is beside the project, the real Compose CLI, the docker
 stand-in), converged once with molecule/site_fleet/converge.yml (site without swap: swap areas are the host
 kernel's, shared by the boxes), then re-run:
-- timed, at default verbosity, ``--runs`` times (the median is printed);
+- timed, at default verbosity, ``--runs`` times (the median is printed), with the CPU time the whole machine was
+  busy meanwhile (controller, connection and boxes; /proc/stat): divided by the CPUs, the least such a run can take;
 - once more at -vvv, to count per host the tasks that ran, the tasks that ran a module on the host, and the
   connection calls (the podman connection's RUN and PUT lines; over SSH, each ssh or sftp run).
 Every re-run must report changed=0.
@@ -40,13 +41,23 @@ REPO = os.path.dirname(HERE)
 CONVERGE = site_fleet.CONVERGE
 # The release before: measured on this kind of machine over the podman connection (issue 27's figures).
 BEFORE = {"seconds_1": 90.0, "tasks": 108, "module_tasks": 45, "connection_calls": 507, "ratio_3": 1.9}
+CPU_SPENT = []
+
+
+def busy_cpu_seconds():
+    """CPU time the whole machine has spent busy (not idle nor waiting on I/O): the controller, podman and the boxes."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run(argv, env, verbose=False):
+    """(wall seconds, stdout); the machine's busy CPU seconds during the run go into CPU_SPENT."""
     args = list(argv) + (["-vvv"] if verbose else [])
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), busy_cpu_seconds()
     proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - started
+    CPU_SPENT.append(busy_cpu_seconds() - cpu_started)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
         raise SystemExit("%s failed (rc %d)" % (" ".join(args[-2:]), proc.returncode))
@@ -91,15 +102,17 @@ def measure(count, runs, env, tag, connection):
         dummy, converge_out = run(base + [CONVERGE], env)
         if recap_changed(converge_out) == 0:
             raise SystemExit("the converge changed nothing: the boxes were not fresh")
-        times = []
+        times, cpu = [], []
         for dummy in range(runs):
             seconds, out = run(base + [CONVERGE], env)
             if recap_changed(out):
                 raise SystemExit("a re-run changed %d things:\n%s" % (recap_changed(out), out[-3000:]))
             times.append(seconds)
+            cpu.append(CPU_SPENT[-1])
         dummy, verbose_out = run(base + [CONVERGE], env, verbose=True)
         figures = count_calls(verbose_out, count)
         figures["seconds"] = statistics.median(times)
+        figures["cpu_seconds"] = statistics.median(cpu)
         return figures
     finally:
         site_fleet.remove(names)
@@ -151,11 +164,15 @@ def main():
         before, label = BEFORE, "the release before (recorded)"
     print("site playbook, no-change re-run, %d CPUs, %s connection%s" % (
         os.cpu_count(), args.connection, ", pipelining" if env.get("ANSIBLE_PIPELINING", "").lower() in ("1", "true", "yes") else ""))
-    print("%-6s %10s %8s %14s %18s" % ("hosts", "seconds", "tasks", "module tasks", "connection calls"))
+    # CPU seconds: the whole machine busy during the run (controller, connection, boxes); divided by the CPUs, the
+    # least the run can take. Where it comes near the seconds, more hosts wait for CPU, not for each other.
+    print("%-6s %10s %12s %10s %8s %14s %18s" % ("hosts", "seconds", "CPU seconds", "CPU floor", "tasks",
+                                                  "module tasks", "connection calls"))
     for hosts in sorted(now):
         fig = now[hosts]
-        print("%-6d %10.1f %8.0f %14.0f %18.0f" % (hosts, fig["seconds"], fig["tasks"], fig["module_tasks"],
-                                                   fig["connection_calls"]))
+        print("%-6d %10.1f %12.1f %10.1f %8.0f %14.0f %18.0f" % (
+            hosts, fig["seconds"], fig["cpu_seconds"], fig["cpu_seconds"] / os.cpu_count(), fig["tasks"],
+            fig["module_tasks"], fig["connection_calls"]))
     ratio = now[args.hosts]["seconds"] / now[1]["seconds"]
     print("%d hosts / 1 host: %.2f (against %s: %.2f)" % (args.hosts, ratio, label, before["ratio_3"]))
     print("1 host against %s: time %.2f, tasks %.2f, module tasks %.2f, connection calls %.2f" % (

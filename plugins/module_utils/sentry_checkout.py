@@ -49,9 +49,14 @@ DEFAULT_COMPOSE_PROJECT = "sentry-self-hosted"
 RELAY_CONFIG = os.path.join("relay", "config.yml")
 
 
+def checkout_missing(project_dir):
+    """The names of a checkout's compose file, .env and relay folder that ``project_dir`` lacks."""
+    return [name for name in (sc.COMPOSE_FILE, sc.ENV_FILES[0], "relay") if not os.path.exists(os.path.join(project_dir, name))]
+
+
 def is_selfhosted_checkout(project_dir):
     """A checkout has its compose file, .env and relay folder."""
-    return all(os.path.exists(os.path.join(project_dir, name)) for name in (sc.COMPOSE_FILE, sc.ENV_FILES[0], "relay"))
+    return not checkout_missing(project_dir)
 
 
 # --- the checkout's files, its Relay release, and how that release measures --

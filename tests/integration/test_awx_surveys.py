@@ -403,7 +403,7 @@ FAKE_PYTHONS = {
     "too-old": '#!/bin/sh\necho \'{"failed": true, "msg": "ansible-core requires a minimum of Python version 3.8. '
                'Current version: 3.7.17"}\'\nexit 1\n',
     # A Python 2 (or none): the wrapper does not even parse.
-    "no-json": '#!/bin/sh\necho \'  File "AnsiballZ_setup.py", line 1\' >&2\necho "SyntaxError: invalid syntax" >&2\nexit 1\n',
+    "no-json": '#!/bin/sh\necho \'  File "AnsiballZ_host_check.py", line 1\' >&2\necho "SyntaxError: invalid syntax" >&2\nexit 1\n',
 }
 
 
@@ -419,7 +419,8 @@ def test_site_stops_first_on_a_python_the_modules_cannot_run_on(ansible_env, tmp
     minimum = "3.8" if re.search(r"core 2\.19\.", version) else "3.9"
     # The first play only checks that site_hosts matched a host (on the controller).
     ran = [(t["task"]["name"], t["hosts"]["localhost"]) for play in data["plays"][1:] for t in play["tasks"]]
-    assert [name for name, dummy in ran] == ["Read the managed host's Python", "Check the managed host's Python"], ran
+    assert [name for name, dummy in ran] == ["Look for the checkout, systemd, the Docker CLI and the Python that runs modules",
+                                             "Check the managed host's Python"], ran
     message = ran[-1][1]["msg"]
     assert ran[-1][1]["failed"] and "needs Python %s or later on the managed host" % minimum in message, message
     assert "ansible_python_interpreter" in message

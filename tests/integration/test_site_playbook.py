@@ -444,7 +444,7 @@ WRITE_PLAY = "Limits written and Relay's thresholds set (recreate and restart se
 
 def test_a_fleet_that_restarts_nothing_writes_in_one_batch_and_a_rerun_skips_the_write(ansible_env, tmp_path):
     """site_serial=1 would make three batches of the write play: with nothing to recreate or restart (both parts'
-    apply off) every host writes at once; a re-run previews, finds nothing to write, and skips the write."""
+    apply off) every host writes at once; a re-run previews, finds nothing to write, and skips both writes."""
     inventory = fleet(tmp_path)
     data = run_fleet(ansible_env, inventory, "-e", "relay_health_apply=false")
     assert [p["play"]["name"] for p in data["plays"]].count(WRITE_PLAY) == 1
@@ -459,6 +459,10 @@ def test_a_fleet_that_restarts_nothing_writes_in_one_batch_and_a_rerun_skips_the
     write = [t for p in data["plays"] for t in p["tasks"]
              if t["task"]["name"].endswith("Write the limits into docker-compose.override.yml, recreate what changed, keep the peaks of use")]
     assert write and all(result.get("skipped") for result in write[0]["hosts"].values()), write
+    # relay_health's check in the first play found nothing to write either: its write module does not run.
+    relay_write = [t for p in data["plays"] for t in p["tasks"]
+                   if t["task"]["name"].endswith("Write health and spool keys the installed Relay release understands")]
+    assert relay_write and all(result.get("skipped") for result in relay_write[0]["hosts"].values()), relay_write
 
 
 def test_only_a_host_that_would_restart_relay_joins_the_roll_out_group(ansible_env, tmp_path):
