@@ -24,15 +24,15 @@ import json
 import math
 import os
 import re
-import stat
 
 # Imported as part of the collection (modules, filters), the collection's own module_utils; imported by its file name
 # (a host program), the copies beside it, which the host_program module ships with it.
 if __name__.startswith("ansible_collections."):
-    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import write_atomic
+    from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.host_program import (
+        UntrustedFileError, read_own_json, write_atomic)
     from ansible_collections.sentry_selfhosted.memory.plugins.module_utils.sentry_compose import UnsafePathError, private_directory
 else:
-    from host_program import write_atomic  # pylint: disable=import-error
+    from host_program import UntrustedFileError, read_own_json, write_atomic  # pylint: disable=import-error
     from sentry_compose import UnsafePathError, private_directory  # pylint: disable=import-error
 
 # cgroup v1 reports "no limit" as the largest page-aligned signed 64-bit value.
@@ -510,20 +510,10 @@ def read_peaks(path):
     """The remembered peaks of use at ``path`` (parsed JSON), or None without a file; PeaksFileError for a file another
     user controls or one that is not JSON (its shape is the memory_budget filter's to check)."""
     try:
-        info = os.lstat(path)
-    except OSError:
-        if os.path.lexists(path):
-            raise
-        return None
-    problem = ("a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file" if not stat.S_ISREG(info.st_mode)
-               else "owned by uid %d" % info.st_uid if info.st_uid != os.geteuid()
-               else "writable by others (mode %04o)" % stat.S_IMODE(info.st_mode) if info.st_mode & 0o022 else None)
-    if problem:
+        return read_own_json(path)
+    except UntrustedFileError as exc:
         raise PeaksFileError("%s (%s) is %s: the plan is not made from a file another user controls. Remove it (or make it "
-                             "root's, mode 0600) and run again; nothing was changed." % (path, PEAKS_VARIABLE, problem))
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
+                             "root's, mode 0600) and run again; nothing was changed." % (path, PEAKS_VARIABLE, exc.problem))
     except (IOError, OSError, ValueError) as exc:
         raise PeaksFileError("%s (%s) cannot be read as JSON (%s); compose_limits_forget_peaks starts the history afresh; "
                              "nothing was changed." % (path, PEAKS_VARIABLE, exc))
@@ -542,6 +532,7 @@ def write_peaks(path, peaks):
         if same:
             os.chmod(path, 0o600)  # root's alone to read too: it tells what ran and when
             return False
+        # 0755, as the timers' units make it (systemd's StateDirectory=): the files in it are root's alone.
         private_directory(os.path.dirname(path), 0o755)
         write_atomic(path, text, 0o600)
     except (IOError, OSError, UnsafePathError) as exc:

@@ -148,7 +148,18 @@ def read_json(path):
 
 
 class UntrustedFileError(Exception):
-    """A file root would decide from that another user could have written."""
+    """A file root would decide from that another user could have written; ``problem`` says why ("a symlink")."""
+
+    def __init__(self, path, problem):
+        Exception.__init__(self, "%s is %s, not a regular file only uid %d may write" % (path, problem, os.geteuid()))
+        self.problem = problem
+
+
+def untrusted_because(info):
+    """Why a file of this ``os.lstat`` result may hold another user's words, or None when only this user's can."""
+    return ("a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file" if not stat.S_ISREG(info.st_mode)
+            else "owned by uid %d" % info.st_uid if info.st_uid != os.geteuid()
+            else "writable by others (mode %04o)" % stat.S_IMODE(info.st_mode) if info.st_mode & 0o022 else None)
 
 
 def read_own_json(path):
@@ -162,10 +173,10 @@ def read_own_json(path):
     except OSError as exc:
         if not os.path.lexists(path):
             return None
-        raise UntrustedFileError("cannot look at %s: %s" % (path, exc))
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise UntrustedFileError("%s is not a regular file of uid %d that only its owner may write (uid %d, mode %o)"
-                                 % (path, os.geteuid(), info.st_uid, stat.S_IMODE(info.st_mode)))
+        raise UntrustedFileError(path, "not to be looked at (%s)" % exc)
+    problem = untrusted_because(info)
+    if problem:
+        raise UntrustedFileError(path, problem)
     with open(path, "rb") as handle:
         return json.loads(handle.read().decode("utf-8"))
 

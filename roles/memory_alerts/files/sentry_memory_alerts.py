@@ -644,7 +644,7 @@ def read_own_state(path):
         try:
             sc.private_directory(directory)
         except sc.UnsafePathError as exc:
-            raise hp.UntrustedFileError(str(exc))
+            raise hp.UntrustedFileError(path, "in a directory another user may change (%s)" % exc)
     return hp.read_own_json(path)
 
 
@@ -674,20 +674,14 @@ def new_state():
 
 
 def record_use_peaks(path, containers, now):
-    """Add this sample's use to the history of peaks compose_limits plans from; True when the file changed."""
-    try:
-        peaks = hp.read_own_json(path)
-        problem = peaks is not None and hm.peaks_shape_error(peaks)
-    except ValueError as exc:
-        problem = exc
+    """Add this sample's use to the history of peaks compose_limits plans from, kept as compose_limits keeps it;
+    True when the file changed."""
+    peaks = hm.read_peaks(path)
+    problem = peaks is not None and hm.peaks_shape_error(peaks)
     if problem:
-        raise ValueError("the history of peaks %s is damaged (%s); compose_limits_forget_peaks starts it afresh" % (path, problem))
-    recorded = hm.record_peaks(peaks, hm.use_mb_by_service(containers), now)
-    if recorded == peaks:
-        return False
-    sc.private_directory(os.path.dirname(path))
-    hp.write_atomic(path, json.dumps(recorded, sort_keys=True, indent=1) + "\n", 0o600)
-    return True
+        raise hm.PeaksFileError("the history of peaks %s is damaged (%s); compose_limits_forget_peaks starts it afresh"
+                                % (path, problem))
+    return hm.write_peaks(path, hm.record_peaks(peaks, hm.use_mb_by_service(containers), now))
 
 
 def save_state(path, state):
@@ -761,7 +755,7 @@ def run_once(config, journal, now=None, root="/", run=None, which=shutil.which, 
                 mark_sent(state, notifications, "webhook", now)
                 clear_events(state, "webhook")
     if config["peaks_file"]:
-        peak_errors = (IOError, OSError, ValueError, hp.UntrustedFileError, sc.UnsafePathError)
+        peak_errors = (hm.PeaksFileError,)
         failures += attempt(journal, "cannot record the peaks of use", peak_errors,
                             record_use_peaks, config["peaks_file"], sample_["containers"], now)
     return failures + attempt(journal, "cannot save the state %s" % config["state_file"], (IOError, OSError, sc.UnsafePathError),
