@@ -12,7 +12,8 @@ class ModuleDocFragment(object):
     # The checkout and the Docker CLI, as every module that reads a checkout takes them (a module may say more of
     # project_dir in its own options); roles and playbooks pass sentry_selfhosted_dir and sentry_selfhosted_docker.
     # docker_timeout's default is sentry_compose.DOCKER_TIMEOUT, and 900 is its RECREATE_TIMEOUT.
-    DOCUMENTATION = r"""
+    # HOST (sentry_selfhosted.memory.checkout.host): where the checkout and the CLI are, for a module that only looks.
+    HOST = r"""
 options:
   project_dir:
     description: The self-hosted checkout.
@@ -24,7 +25,8 @@ options:
       - The roles and playbooks pass the collection-wide variable C(sentry_selfhosted_docker) here.
     type: str
     default: docker
-  docker_timeout:
+"""
+    DOCUMENTATION = HOST + r"""  docker_timeout:
     description:
       - Seconds each Docker or Compose command the module runs may take (C(docker ps), C(docker inspect),
         C(docker compose config), C(docker compose exec) and the like). A command still running then is stopped

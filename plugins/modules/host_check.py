@@ -22,15 +22,9 @@ description:
   - Whether the O(docker) CLI is there (RV(docker_path)), which compose_limits, relay_health and restart_timer call.
   - Whether C(systemd-analyze calendar) takes each of O(calendars) (RV(calendars_refused)).
   - The site playbook runs it first on every host, and stops with one sentence per mistake before anything changes.
+extends_documentation_fragment:
+  - sentry_selfhosted.memory.checkout.host
 options:
-  project_dir:
-    description: The self-hosted checkout.
-    type: path
-    default: /opt/sentry
-  docker:
-    description: The Docker CLI on the host, a name on the PATH or a path.
-    type: str
-    default: docker
   calendars:
     description:
       - systemd calendar expressions (C(OnCalendar=) values) to check with C(systemd-analyze calendar).
