@@ -26,7 +26,21 @@ options:
     type: str
     default: docker
 """
-    DOCUMENTATION = HOST + r"""  docker_timeout:
+    # Attributes of a doc fragment must be plain string literals (ansible-test reads them without running Python),
+    # so DOCUMENTATION repeats HOST's two options.
+    DOCUMENTATION = r"""
+options:
+  project_dir:
+    description: The self-hosted checkout.
+    type: path
+    default: /opt/sentry
+  docker:
+    description:
+      - The Docker CLI on the host, a name on the PATH or a path; Compose v2 runs as its C(compose) plugin.
+      - The roles and playbooks pass the collection-wide variable C(sentry_selfhosted_docker) here.
+    type: str
+    default: docker
+  docker_timeout:
     description:
       - Seconds each Docker or Compose command the module runs may take (C(docker ps), C(docker inspect),
         C(docker compose config), C(docker compose exec) and the like). A command still running then is stopped
