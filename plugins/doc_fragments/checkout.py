@@ -9,25 +9,11 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The checkout and the Docker CLI, as every module that reads a checkout takes them (a module may say more of
-    # project_dir in its own options); roles and playbooks pass sentry_selfhosted_dir and sentry_selfhosted_docker.
-    # docker_timeout's default is sentry_compose.DOCKER_TIMEOUT, and 900 is its RECREATE_TIMEOUT.
-    # HOST (sentry_selfhosted.memory.checkout.host): where the checkout and the CLI are, for a module that only looks.
-    HOST = r"""
-options:
-  project_dir:
-    description: The self-hosted checkout.
-    type: path
-    default: /opt/sentry
-  docker:
-    description:
-      - The Docker CLI on the host, a name on the PATH or a path; Compose v2 runs as its C(compose) plugin.
-      - The roles and playbooks pass the collection-wide variable C(sentry_selfhosted_docker) here.
-    type: str
-    default: docker
-"""
-    # Attributes of a doc fragment must be plain string literals (ansible-test reads them without running Python),
-    # so DOCUMENTATION repeats HOST's two options.
+    # DOCUMENTATION: the checkout and the Docker CLI, as every module that reads a checkout takes them (a module may
+    # say more of project_dir in its own options); roles and playbooks pass sentry_selfhosted_dir and
+    # sentry_selfhosted_docker. TIMEOUT (sentry_selfhosted.memory.checkout.timeout): for the modules that run Docker
+    # commands; its default is sentry_compose.DOCKER_TIMEOUT, and 900 is its RECREATE_TIMEOUT.
+    # Attributes of a doc fragment must be plain string literals: ansible-test reads them without running Python.
     DOCUMENTATION = r"""
 options:
   project_dir:
@@ -40,6 +26,9 @@ options:
       - The roles and playbooks pass the collection-wide variable C(sentry_selfhosted_docker) here.
     type: str
     default: docker
+"""
+    TIMEOUT = r"""
+options:
   docker_timeout:
     description:
       - Seconds each Docker or Compose command the module runs may take (C(docker ps), C(docker inspect),

@@ -51,6 +51,7 @@ description:
     the old file stays.
 extends_documentation_fragment:
   - sentry_selfhosted.memory.checkout
+  - sentry_selfhosted.memory.checkout.timeout
 options:
   plan:
     description:

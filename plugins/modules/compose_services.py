@@ -31,6 +31,7 @@ description:
   - Writes nothing, on the host or in the checkout.
 extends_documentation_fragment:
   - sentry_selfhosted.memory.checkout
+  - sentry_selfhosted.memory.checkout.timeout
 options:
   peaks_file:
     description:

@@ -23,7 +23,7 @@ description:
   - Whether C(systemd-analyze calendar) takes each of O(calendars) (RV(calendars_refused)).
   - The site playbook runs it first on every host, and stops with one sentence per mistake before anything changes.
 extends_documentation_fragment:
-  - sentry_selfhosted.memory.checkout.host
+  - sentry_selfhosted.memory.checkout
 options:
   calendars:
     description:

@@ -27,6 +27,7 @@ description:
     swap-area data always come from the kernel's files.
 extends_documentation_fragment:
   - sentry_selfhosted.memory.checkout
+  - sentry_selfhosted.memory.checkout.timeout
 options:
   relay_threshold:
     description:

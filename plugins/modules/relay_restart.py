@@ -32,6 +32,7 @@ description:
     timer, so two restarts never overlap.
 extends_documentation_fragment:
   - sentry_selfhosted.memory.checkout
+  - sentry_selfhosted.memory.checkout.timeout
 options:
   project_dir:
     description:
